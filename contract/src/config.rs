@@ -284,13 +284,13 @@ impl Default for SimulationConfig {
     fn default() -> Self {
         SimulationConfig {
             seed: 0,
-            arrivals_per_hour: 12.0,
+            arrivals_per_hour: 6.0,
             clock_speed: 1.0,
             start_time: String::new(),
             emergency_share: 0.2,
-            rooms_consultation: 3,
-            rooms_mri: 1,
-            rooms_ct: 1,
+            rooms_consultation: 2,
+            rooms_mri: 3,
+            rooms_ct: 2,
             patience_minutes: 90.0,
             leave_probability: 0.3,
         }
@@ -307,7 +307,7 @@ pub struct MqttConfig {
     pub port: u16,
     /// Use TLS (rustls).
     pub tls: bool,
-    /// PEM file of CA certificates for TLS; empty = the platform's roots.
+    /// PEM file of CA certificates for TLS; required when `tls` is true.
     pub ca_file: String,
     /// User name; empty = anonymous.
     pub username: String,
@@ -673,6 +673,12 @@ impl Config {
             ));
         }
         nonempty("mqtt.host", &self.mqtt.host)?;
+        if self.mqtt.tls && self.mqtt.ca_file.is_empty() {
+            return Err(invalid(
+                "mqtt.ca_file",
+                "must name a PEM CA file when mqtt.tls = true",
+            ));
+        }
         at_least("mqtt.port", self.mqtt.port, 1)?;
         in_range("mqtt.keep_alive_secs", self.mqtt.keep_alive_secs, 5, 3600)?;
         let k = &self.kafka;
