@@ -129,8 +129,10 @@ fn spawn_link(
         .spawn(move || {
             let mut down_logged = false;
             while !stop.load(Ordering::Relaxed) {
-                match connection.recv_timeout(Duration::from_millis(200)) {
-                    Err(_) => {} // timeout, or the client went away
+                // Blocking recv: a timed-out poll would cancel rumqttc's
+                // future mid-write. Shutdown arrives as our Disconnect.
+                match connection.recv() {
+                    Err(_) => return, // the client is gone
                     Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
                         backoff.reset();
                         down_logged = false;
@@ -231,6 +233,7 @@ pub fn run(
                             }
                         }
                     }
+                    Err(_) if stop.load(Ordering::Relaxed) => break,
                     Err(_) => return Err(AgentError::Mqtt("MQTT link thread ended".into())),
                 },
                 recv(new_data) -> _ => {}

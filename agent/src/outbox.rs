@@ -488,24 +488,28 @@ impl Outbox {
     }
 
     /// Delete acknowledged seqs. Returns how many rows were deleted (0 for a
-    /// duplicate or stale ack).
+    /// duplicate or stale ack). `last_acked_seq` becomes the highest seq an
+    /// ack actually deleted, so a stale or bogus range cannot move it.
     pub fn delete_acked(&mut self, ranges: &[SeqRange]) -> Result<u64, OutboxError> {
         let run = |conn: &mut Connection| -> Result<u64, rusqlite::Error> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut deleted = 0u64;
             let mut highest = 0u64;
             {
-                let mut stmt =
-                    tx.prepare_cached("DELETE FROM events WHERE seq BETWEEN ?1 AND ?2")?;
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM events WHERE seq BETWEEN ?1 AND ?2 RETURNING seq",
+                )?;
                 for r in ranges {
-                    deleted += stmt.execute(params![r.first as i64, r.last as i64])? as u64;
-                    highest = highest.max(r.last);
+                    let seqs = stmt.query_map(params![r.first as i64, r.last as i64], |row| {
+                        row.get::<_, i64>(0)
+                    })?;
+                    for seq in seqs {
+                        deleted += 1;
+                        highest = highest.max(seq? as u64);
+                    }
                 }
             }
-            let next_seq: u64 = meta_u64(&tx, "next_seq")?;
-            let last: u64 = meta_u64(&tx, "last_acked_seq")?;
-            // An ack can only name seqs this kiosk issued; clamp defensively.
-            let highest = highest.min(next_seq.saturating_sub(1));
+            let last = meta_u64(&tx, "last_acked_seq")?;
             if highest > last {
                 meta_set(&tx, "last_acked_seq", highest as i64)?;
             }

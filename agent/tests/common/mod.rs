@@ -1,0 +1,263 @@
+//! Helpers for the agent's integration tests: a private Mosquitto that a
+//! test may stop and restart, and an ack responder standing in for the
+//! gateway (it acknowledges batches as if Kafka held them).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use contract::config::Config;
+use contract::mqtt::{ack_topic, ranges_of, Ack};
+use contract::wire::decode_batch;
+use contract::Event;
+use rumqttc::{Client, Event as MqttEvent, MqttOptions, Packet, QoS};
+
+/// A fresh directory under the system temp dir (also sets up test logging).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let d = std::env::temp_dir().join(format!(
+        "ktk-{tag}-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A TCP port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A unique kiosk id, so tests sharing a broker never see each other.
+pub fn unique_kiosk(tag: &str) -> String {
+    format!("{tag}-{:08x}", rand::random::<u32>())
+}
+
+/// A Mosquitto of the test's own, on its own port.
+pub struct Mosquitto {
+    pub port: u16,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path) -> Mosquitto {
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+            ),
+        )
+        .unwrap();
+        let mut m = Mosquitto {
+            port,
+            conf,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    pub fn restart(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed for the agent's integration tests");
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(10));
+    }
+
+    /// Stop it hard (SIGKILL): no goodbye to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn wait_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Poll `cond` until it holds or `timeout` passes; panics with `what` on timeout.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A config for one kiosk: own outbox, broker on `port`, fast timeouts.
+pub fn kiosk_config(dir: &Path, port: u16, kiosk_id: &str) -> Config {
+    let mut c = Config::default();
+    c.agent.site_id = "site-t".into();
+    c.agent.kiosk_id = kiosk_id.into();
+    c.agent.outbox.path = dir.join(format!("{kiosk_id}.db")).display().to_string();
+    c.agent.status_interval_ms = 500;
+    c.mqtt.port = port;
+    c.agent.forwarder.ack_timeout_ms = 1500;
+    c.agent.forwarder.reconnect_min_ms = 50;
+    c.agent.forwarder.reconnect_max_ms = 500;
+    c.agent.forwarder.batch_max_events = 200;
+    c.agent.simulation.seed = 42;
+    c.agent.simulation.clock_speed = 0.0;
+    c
+}
+
+/// What the responder has seen.
+#[derive(Default)]
+pub struct Seen {
+    /// First copy of each seq received.
+    pub events: BTreeMap<u64, Event>,
+    /// Seqs in the order they were first received.
+    pub first_seen_order: Vec<u64>,
+    /// Copies received again.
+    pub duplicates: u64,
+    /// A seq received twice with different content (a reused seq).
+    pub conflicts: Vec<u64>,
+    /// Batches received.
+    pub batches: u64,
+}
+
+/// Stands in for the gateway: receives batches and acks them (or not).
+pub struct Responder {
+    pub seen: Arc<Mutex<Seen>>,
+    pub acking: Arc<AtomicBool>,
+    pub acks_sent: Arc<AtomicU64>,
+    client: Client,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Responder {
+    pub fn start(port: u16, site: &str, kiosk: &str) -> Responder {
+        let id = format!("responder-{:08x}", rand::random::<u32>());
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_max_packet_size(16 << 20, 16 << 20)
+            .set_keep_alive(Duration::from_secs(5));
+        let (client, mut connection) = Client::new(o, 1000);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let acking = Arc::new(AtomicBool::new(true));
+        let acks_sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let filter = format!("hospital/{site}/kiosk/{kiosk}/events");
+        let thread = {
+            let (seen, acking, acks_sent, stop, client) = (
+                seen.clone(),
+                acking.clone(),
+                acks_sent.clone(),
+                stop.clone(),
+                client.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match connection.recv() {
+                        Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(_)))) => {
+                            client.subscribe(filter.clone(), QoS::AtLeastOnce).unwrap();
+                        }
+                        Ok(Ok(MqttEvent::Incoming(Packet::Publish(p)))) => {
+                            let events =
+                                decode_batch(&p.payload).expect("kiosk sent a valid batch");
+                            let mut s = seen.lock().unwrap();
+                            s.batches += 1;
+                            for e in &events {
+                                match s.events.get(&e.identity.seq) {
+                                    Some(prev) if prev.body != e.body => {
+                                        s.conflicts.push(e.identity.seq)
+                                    }
+                                    Some(_) => s.duplicates += 1,
+                                    None => {
+                                        s.first_seen_order.push(e.identity.seq);
+                                        s.events.insert(e.identity.seq, e.clone());
+                                    }
+                                }
+                            }
+                            drop(s);
+                            if acking.load(Ordering::Relaxed) {
+                                let (site, kiosk) = (
+                                    events[0].identity.site_id.clone(),
+                                    events[0].identity.kiosk_id.clone(),
+                                );
+                                let ack =
+                                    Ack::new(ranges_of(events.iter().map(|e| e.identity.seq)));
+                                let _ = client.try_publish(
+                                    ack_topic(&site, &kiosk),
+                                    QoS::AtLeastOnce,
+                                    false,
+                                    ack.to_json(),
+                                );
+                                acks_sent.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(Ok(MqttEvent::Outgoing(rumqttc::Outgoing::Disconnect))) | Err(_) => {
+                            return
+                        }
+                        Ok(Err(_)) => std::thread::sleep(Duration::from_millis(100)),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+            })
+        };
+        Responder {
+            seen,
+            acking,
+            acks_sent,
+            client,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Publish an ack for `ranges` as a bridge would.
+    pub fn ack(&self, site: &str, kiosk: &str, ack: &Ack) {
+        self.client
+            .publish(
+                ack_topic(site, kiosk),
+                QoS::AtLeastOnce,
+                false,
+                ack.to_json(),
+            )
+            .unwrap();
+    }
+
+    pub fn distinct(&self) -> usize {
+        self.seen.lock().unwrap().events.len()
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.client.try_disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
