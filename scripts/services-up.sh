@@ -82,7 +82,7 @@ else
   mkdir -p "$state/tansu"
   log "Tansu: starting on 127.0.0.1:$kafka_port, data in $state/tansu"
   # Tansu resolves a sqlite:// path against its working directory.
-  (cd "$state/tansu" && exec nohup "$bin" broker \
+  (cd "$state/tansu" && RUST_LOG=${TANSU_LOG:-warn} exec nohup "$bin" broker \
     --listener-url "tcp://127.0.0.1:$kafka_port" \
     --advertised-listener-url "tcp://127.0.0.1:$kafka_port" \
     --storage-engine "sqlite://tansu.db" \

@@ -2,8 +2,6 @@
 //! for the gateway: outages, withheld acks, kill -9, the outbox cap.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,11 +9,11 @@ use std::time::Duration;
 use agent::kiosk::Kiosk;
 use agent::outbox::Outbox;
 use agent::writer::Outcome;
-use common::*;
 use contract::config::FullPolicy;
 use contract::event::examples;
 use contract::mqtt::{Ack, SeqRange};
 use contract::UtcMillis;
+use testkit::*;
 
 fn submit_n(kiosk: &Kiosk, n: u64) {
     let w = kiosk.writer().unwrap();
@@ -93,6 +91,7 @@ fn broker_outage_mid_run_loses_nothing_and_keeps_order() {
 fn withheld_acks_keep_events_and_resend_then_exact_ranges_release() {
     let dir = temp_dir("acks");
     let kiosk_id = unique_kiosk("k-acks");
+    require_service(1883, "Mosquitto");
     let mut config = kiosk_config(&dir, 1883, &kiosk_id);
     // One-event commits make one-event batches: let them all be in flight.
     config.agent.forwarder.window_batches = 1000;
@@ -227,6 +226,7 @@ fn kill_9_during_ingest_then_restart_continues_seq_and_delivers_everything() {
         ),
     )
     .unwrap();
+    require_service(1883, "Mosquitto");
     let agent_bin = env!("CARGO_BIN_EXE_agent");
     let spawn = |extra: &[&str]| {
         Command::new(agent_bin)

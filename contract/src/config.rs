@@ -354,7 +354,8 @@ pub struct KafkaConfig {
     pub compression: String,
     /// Producer linger, milliseconds.
     pub linger_ms: u64,
-    /// How long a delivery may take before it counts as failed, milliseconds.
+    /// How long a delivery may take before it counts as failed, milliseconds;
+    /// 0 = never give up (retry until Kafka is back).
     pub delivery_timeout_ms: u64,
 }
 
@@ -369,7 +370,7 @@ impl Default for KafkaConfig {
             create_topics: true,
             compression: "lz4".into(),
             linger_ms: 5,
-            delivery_timeout_ms: 120_000,
+            delivery_timeout_ms: 0,
         }
     }
 }
@@ -702,7 +703,9 @@ impl Config {
             ));
         }
         in_range("kafka.linger_ms", k.linger_ms, 0, 10_000)?;
-        at_least("kafka.delivery_timeout_ms", k.delivery_timeout_ms, 1000)?;
+        if k.delivery_timeout_ms != 0 {
+            at_least("kafka.delivery_timeout_ms", k.delivery_timeout_ms, 1000)?;
+        }
         let b = &self.bridge;
         if !is_valid_id(&b.share_group) {
             return Err(invalid(

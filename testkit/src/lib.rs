@@ -1,7 +1,12 @@
-//! Helpers for the agent's integration tests: a private Mosquitto that a
-//! test may stop and restart, and an ack responder standing in for the
-//! gateway (it acknowledges batches as if Kafka held them).
-#![allow(dead_code, clippy::unwrap_used)]
+//! # testkit: helpers for the integration and fault tests
+//!
+//! Tests that stop a service start a private instance of it on a port of
+//! their own ([`Mosquitto`], [`Tansu`]) and never touch the machine's shared
+//! services. Tests that only need a service use the shared one and fail
+//! loudly, never skip, when it is missing ([`require_service`]).
+//! [`Responder`] stands in for the gateway in agent tests: it acknowledges
+//! batches as if Kafka held them.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -95,6 +100,111 @@ impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The Tansu binary: `$KTK_TANSU`, the cache scripts/services-up.sh installs
+/// into (`$KTK_TOOLS_DIR`, default `~/.cache/kiosk-to-kafka`), or `PATH`.
+pub fn tansu_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("KTK_TANSU") {
+        return PathBuf::from(p);
+    }
+    let tools = std::env::var("KTK_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/kiosk-to-kafka")
+        });
+    let cached = tools.join("bin/tansu");
+    if cached.exists() {
+        return cached;
+    }
+    PathBuf::from("tansu")
+}
+
+/// A Kafka-compatible broker (Tansu) of the test's own, with durable sqlite
+/// storage in `dir`, on its own port.
+pub struct Tansu {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    pub fn start(dir: &Path) -> Tansu {
+        let dir = dir.join("tansu");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut t = Tansu {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        t.restart();
+        t
+    }
+
+    /// `127.0.0.1:PORT`, for `kafka.bootstrap_servers`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new(tansu_binary())
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu must be installed: run scripts/services-up.sh (it installs it)");
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(30));
+    }
+
+    /// Stop it hard (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Panic with a clear message unless something listens on `port`.
+pub fn require_service(port: u16, name: &str) {
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        panic!(
+            "{name} is not reachable on 127.0.0.1:{port}: start the services with \
+             scripts/services-up.sh (the test command does this)"
+        );
+    }
+}
+
+/// The shared Kafka-compatible broker's bootstrap address (fails loudly if down).
+pub fn shared_kafka() -> String {
+    let port: u16 = std::env::var("KTK_KAFKA_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(9092);
+    require_service(port, "the Kafka-compatible broker (Tansu)");
+    format!("127.0.0.1:{port}")
 }
 
 pub fn wait_port(port: u16, timeout: Duration) {

@@ -1,0 +1,92 @@
+//! `gateway`: the server programs. See `gateway --help`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use contract::config::Config;
+use gateway::bridge::{self, BridgeMetrics};
+use gateway::http::HttpEndpoint;
+
+#[derive(Parser)]
+#[command(
+    name = "gateway",
+    version,
+    about = "kiosk-to-Kafka gateway: MQTT -> Kafka bridge, replay import"
+)]
+struct Cli {
+    /// Configuration file (see config.toml); KTK__* environment variables override it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Carry kiosk batches from MQTT into Kafka with end-to-end acks.
+    Bridge,
+    /// Produce an `agent export` file (JSON lines) to Kafka.
+    Import {
+        /// The export file ("-" for standard input).
+        file: String,
+    },
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match real_main() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            log::error!("{e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn real_main() -> Result<i32> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Bridge => {
+            let stop = Arc::new(AtomicBool::new(false));
+            {
+                let stop = Arc::clone(&stop);
+                ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+                    .context("installing the SIGINT/SIGTERM handler")?;
+            }
+            let metrics = Arc::new(BridgeMetrics::default());
+            let _http = if config.bridge.metrics_addr.is_empty() {
+                None
+            } else {
+                Some(
+                    HttpEndpoint::start(&config.bridge.metrics_addr, metrics.clone())
+                        .with_context(|| {
+                            format!("binding bridge.metrics_addr {}", config.bridge.metrics_addr)
+                        })?,
+                )
+            };
+            bridge::run(&config, stop, metrics)?;
+            Ok(0)
+        }
+        Command::Import { file } => {
+            let report = if file == "-" {
+                gateway::import::import(&config.kafka, std::io::stdin().lock())?
+            } else {
+                let f = std::fs::File::open(&file).with_context(|| format!("opening {file}"))?;
+                gateway::import::import(&config.kafka, std::io::BufReader::new(f))?
+            };
+            println!(
+                "{} lines: {} events sent, {} lines refused, {} failed",
+                report.lines, report.sent, report.refused_count, report.failed
+            );
+            Ok(if report.refused_count > 0 || report.failed > 0 {
+                2
+            } else {
+                0
+            })
+        }
+    }
+}
