@@ -156,6 +156,7 @@ impl Tansu {
             .unwrap();
         let child = Command::new(tansu_binary())
             .current_dir(&self.dir)
+            .env("RUST_LOG", "warn")
             .args([
                 "broker",
                 "--listener-url",
