@@ -929,6 +929,7 @@ mod tests {
                 ("KTK__AGENT__OUTBOX__MAX_EVENTS", "20"),
                 ("KTK__KAFKA__BOOTSTRAP_SERVERS", "10.1.1.1:9092"),
                 ("KTK__MQTT__TLS", "true"),
+                ("KTK__MQTT__CA_FILE", "/etc/ktk/ca.pem"),
                 ("KTK__AGENT__SIMULATION__CLOCK_SPEED", "60"),
                 ("KTK__AGENT__OUTBOX__FULL_POLICY", "drop_oldest"),
                 ("KTK__MYSQL__PASSWORD", "s3cret"),
@@ -999,6 +1000,9 @@ mod tests {
 
         let msg = refusal("[agent.simulation]\nstart_time = \"yesterday\"\n", &[]);
         assert!(msg.contains("agent.simulation.start_time"), "{msg}");
+
+        let msg = refusal("[mqtt]\ntls = true\n", &[]);
+        assert!(msg.contains("mqtt.ca_file"), "{msg}");
 
         let msg = refusal("not toml [", &[]);
         assert!(msg.contains("t.toml") && msg.contains("TOML"), "{msg}");

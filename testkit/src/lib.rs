@@ -260,6 +260,8 @@ pub struct Seen {
 /// Stands in for the gateway: receives batches and acks them (or not).
 pub struct Responder {
     pub seen: Arc<Mutex<Seen>>,
+    /// Events received, duplicates included.
+    pub received: Arc<AtomicU64>,
     pub acking: Arc<AtomicBool>,
     pub acks_sent: Arc<AtomicU64>,
     client: Client,
@@ -268,7 +270,17 @@ pub struct Responder {
 }
 
 impl Responder {
+    /// A responder that records every event it sees (for assertions).
     pub fn start(port: u16, site: &str, kiosk: &str) -> Responder {
+        Self::start_with(port, site, kiosk, true)
+    }
+
+    /// A responder that only counts and acks (for benchmarks).
+    pub fn ack_only(port: u16, site: &str, kiosk: &str) -> Responder {
+        Self::start_with(port, site, kiosk, false)
+    }
+
+    fn start_with(port: u16, site: &str, kiosk: &str, record: bool) -> Responder {
         let id = format!("responder-{:08x}", rand::random::<u32>());
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_max_packet_size(16 << 20, 16 << 20)
@@ -277,15 +289,17 @@ impl Responder {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let acking = Arc::new(AtomicBool::new(true));
         let acks_sent = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let filter = format!("hospital/{site}/kiosk/{kiosk}/events");
         let thread = {
-            let (seen, acking, acks_sent, stop, client) = (
+            let (seen, acking, acks_sent, stop, client, received) = (
                 seen.clone(),
                 acking.clone(),
                 acks_sent.clone(),
                 stop.clone(),
                 client.clone(),
+                received.clone(),
             );
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -296,9 +310,10 @@ impl Responder {
                         Ok(Ok(MqttEvent::Incoming(Packet::Publish(p)))) => {
                             let events =
                                 decode_batch(&p.payload).expect("kiosk sent a valid batch");
+                            received.fetch_add(events.len() as u64, Ordering::Relaxed);
                             let mut s = seen.lock().unwrap();
                             s.batches += 1;
-                            for e in &events {
+                            for e in events.iter().filter(|_| record) {
                                 match s.events.get(&e.identity.seq) {
                                     Some(prev) if prev.body != e.body => {
                                         s.conflicts.push(e.identity.seq)
@@ -338,6 +353,7 @@ impl Responder {
         };
         Responder {
             seen,
+            received,
             acking,
             acks_sent,
             client,
