@@ -118,15 +118,18 @@ fn run(config: &Config, events: Option<u64>, no_simulation: bool, drain: bool) -
         config.agent.outbox.path,
         kiosk.backlog()
     );
+    let mut submitted = 0;
     if !no_simulation {
         if let Some(writer) = kiosk.writer() {
-            let n = agent::driver::drive(&config.agent.simulation, &writer, &stop, events);
-            log::info!("simulation submitted {n} events");
+            submitted = agent::driver::drive(&config.agent.simulation, &writer, &stop, events);
+            log::info!("simulation submitted {submitted} events");
         }
     }
     let mut last_log = Instant::now();
     while !stop.load(Ordering::Relaxed) && !kiosk.forwarder_failed() {
-        if drain && kiosk.backlog() == 0 && kiosk.writer_stats.commits.load(Ordering::Relaxed) > 0 {
+        let w = &kiosk.writer_stats;
+        let settled = w.accepted.load(Ordering::Relaxed) + w.refused.load(Ordering::Relaxed);
+        if drain && settled >= submitted && kiosk.backlog() == 0 {
             log::info!("outbox drained");
             break;
         }

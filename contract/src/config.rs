@@ -288,9 +288,9 @@ impl Default for SimulationConfig {
             clock_speed: 1.0,
             start_time: String::new(),
             emergency_share: 0.2,
-            rooms_consultation: 2,
-            rooms_mri: 3,
-            rooms_ct: 2,
+            rooms_consultation: 1,
+            rooms_mri: 2,
+            rooms_ct: 1,
             patience_minutes: 90.0,
             leave_probability: 0.3,
         }

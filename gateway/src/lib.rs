@@ -15,10 +15,14 @@
 //! | [`http`]        | `/health` and `/metrics` endpoint | TCP |
 
 pub mod bridge;
+pub mod features;
 pub mod http;
 pub mod import;
 pub mod kafka;
 pub mod metrics;
+pub mod predictor;
+pub mod queue;
+pub mod training;
 pub mod validate;
 
 /// Errors of the gateway library.

@@ -14,7 +14,7 @@ use gateway::http::HttpEndpoint;
 #[command(
     name = "gateway",
     version,
-    about = "kiosk-to-Kafka gateway: MQTT -> Kafka bridge, replay import"
+    about = "kiosk-to-Kafka gateway: MQTT -> Kafka bridge, replay import, model training data"
 )]
 struct Cli {
     /// Configuration file (see config.toml); KTK__* environment variables override it.
@@ -32,6 +32,22 @@ enum Command {
     Import {
         /// The export file ("-" for standard input).
         file: String,
+    },
+    /// Write wait-time training data (CSV) from the simulation, through the
+    /// processor's own queue-state and feature code.
+    TrainData {
+        /// Simulated days per department.
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        /// Simulated departments (different seeds and loads).
+        #[arg(long, default_value_t = 8)]
+        departments: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output CSV file.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -69,6 +85,29 @@ fn real_main() -> Result<i32> {
                 )
             };
             bridge::run(&config, stop, metrics)?;
+            Ok(0)
+        }
+        Command::TrainData {
+            days,
+            departments,
+            seed,
+            out,
+        } => {
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let summary = gateway::training::generate(
+                days,
+                departments,
+                seed,
+                &mut std::io::BufWriter::new(file),
+            )?;
+            println!(
+                "{} rows ({} patients left without a wait, {} events simulated) -> {}",
+                summary.rows,
+                summary.left,
+                summary.events,
+                out.display()
+            );
             Ok(0)
         }
         Command::Import { file } => {

@@ -126,16 +126,24 @@ pub fn tansu_binary() -> PathBuf {
 pub struct Tansu {
     pub port: u16,
     dir: PathBuf,
+    engine: String,
     child: Option<Child>,
 }
 
 impl Tansu {
+    /// Durable: sqlite storage in `dir`, survives kill -9.
     pub fn start(dir: &Path) -> Tansu {
+        Self::start_with(dir, "sqlite://tansu.db")
+    }
+
+    /// With another storage engine, e.g. `memory://tansu/`.
+    pub fn start_with(dir: &Path, engine: &str) -> Tansu {
         let dir = dir.join("tansu");
         std::fs::create_dir_all(&dir).unwrap();
         let mut t = Tansu {
             port: free_port(),
             dir,
+            engine: engine.to_string(),
             child: None,
         };
         t.restart();
@@ -164,7 +172,7 @@ impl Tansu {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", &self.engine])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
