@@ -113,14 +113,12 @@ fn replay(n: u64) {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let mut idle_rss = None;
     let mut peak_rss = 0;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         if let Some(rss) = rss_kib(pid) {
-            idle_rss.get_or_insert(rss);
             peak_rss = peak_rss.max(rss);
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -139,9 +137,8 @@ fn replay(n: u64) {
         .unwrap();
     assert_eq!(stats.backlog, 0);
     println!(
-        "replay {n} events, acked end to end: {:.0} events/s ({secs:.1} s); agent RSS first sample {} KiB, peak {peak_rss} KiB; {} events received (duplicates included)",
+        "replay {n} events, acked end to end: {:.0} events/s ({secs:.1} s); agent peak RSS {peak_rss} KiB; {} events received (duplicates included)",
         n as f64 / secs,
-        idle_rss.unwrap_or(0),
         responder.received.load(std::sync::atomic::Ordering::Relaxed)
     );
     drop(responder);

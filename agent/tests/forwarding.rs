@@ -229,15 +229,17 @@ fn kill_9_during_ingest_then_restart_continues_seq_and_delivers_everything() {
     require_service(1883, "Mosquitto");
     let agent_bin = env!("CARGO_BIN_EXE_agent");
     let spawn = |extra: &[&str]| {
-        Command::new(agent_bin)
-            .arg("--config")
-            .arg(&config_path)
-            .arg("run")
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        ChildGuard(
+            Command::new(agent_bin)
+                .arg("--config")
+                .arg(&config_path)
+                .arg("run")
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     };
     // Heavy ingest with nobody acking; kill -9 in the middle of it.
     let mut child = spawn(&[]);
@@ -251,8 +253,7 @@ fn kill_9_during_ingest_then_restart_continues_seq_and_delivers_everything() {
             .map(|s| s.next_seq > 20_000)
             .unwrap_or(false)
     });
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     let committed = Outbox::open(&outbox_cfg, "site-t", &kiosk_id)
         .unwrap()
         .stats()
@@ -265,7 +266,7 @@ fn kill_9_during_ingest_then_restart_continues_seq_and_delivers_everything() {
     let responder = Responder::start(1883, "site-t", &kiosk_id);
     let mut child = spawn(&["--events", "5000", "--drain"]);
     let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait() {
             break s;
         }
         std::thread::sleep(Duration::from_millis(100));

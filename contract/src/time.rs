@@ -49,6 +49,21 @@ impl UtcMillis {
         )
     }
 
+    /// Calendar date and time of day (UTC): `(year, month, day, hour, minute, second, millisecond)`.
+    pub fn to_parts(self) -> (i64, u32, u32, u32, u32, u32, u32) {
+        let (y, mo, d) = civil_from_days(self.0.div_euclid(MS_PER_DAY));
+        let rem = self.0.rem_euclid(MS_PER_DAY);
+        (
+            y,
+            mo,
+            d,
+            (rem / 3_600_000) as u32,
+            (rem / 60_000 % 60) as u32,
+            (rem / 1000 % 60) as u32,
+            (rem % 1000) as u32,
+        )
+    }
+
     /// Whether the time lies in the range the contract accepts.
     pub fn is_plausible(self) -> bool {
         (MIN_VALID..=MAX_VALID).contains(&self)
@@ -222,6 +237,7 @@ mod tests {
     fn formats_and_parses_known_instants() {
         let t = UtcMillis::from_parts(2026, 12, 4, 16, 1, 2, 345);
         assert_eq!(t.to_string(), "2026-12-04T16:01:02.345Z");
+        assert_eq!(t.to_parts(), (2026, 12, 4, 16, 1, 2, 345));
         assert_eq!("2026-12-04T16:01:02.345Z".parse::<UtcMillis>(), Ok(t));
         assert_eq!(UtcMillis(0).to_string(), "1970-01-01T00:00:00.000Z");
         assert_eq!(

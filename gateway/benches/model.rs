@@ -47,7 +47,9 @@ fn main() {
         std::hint::black_box(p.predict(chunk).unwrap());
     }
     let batched = rows.len() as f64 / t.elapsed().as_secs_f64();
-    println!("tract predictions: one row per call {one:.0} rows/s; batches of 256 {batched:.0} rows/s");
+    println!(
+        "tract predictions: one row per call {one:.0} rows/s; batches of 256 {batched:.0} rows/s"
+    );
 
     // Queue state + features + batched prediction, per event of the stream.
     let t = Instant::now();

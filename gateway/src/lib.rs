@@ -2,15 +2,25 @@
 //!
 //! `gateway bridge` carries kiosk batches from MQTT into Kafka and
 //! acknowledges each batch to its kiosk only when Kafka holds every record
-//! durably (idempotent producer, acks=all). `gateway import` replays an
-//! `agent export` file into Kafka.
+//! durably (idempotent producer, acks=all). `gateway process` consumes the
+//! topic in a consumer group, predicts each arrival's wait and writes MySQL
+//! so each event is stored exactly once. `gateway import` replays an
+//! `agent export` file into Kafka; `gateway train-data` makes the model's
+//! training data.
 //!
 //! | module          | job | I/O |
 //! |-----------------|-----|-----|
 //! | [`validate`]    | one MQTT message -> events to produce, ranges to ack, dead letters | none |
 //! | [`metrics`]     | counters, gauges, histograms; Prometheus text | none |
 //! | [`kafka`]       | producer settings, topic creation, contract records and headers | Kafka |
+//! | [`queue`]       | waiting-queue state per (site, modality) from the event stream | none |
+//! | [`features`]    | the model's input row; version and order | none |
+//! | [`progress`]    | per-kiosk highest contiguous seq and gaps | none |
+//! | [`training`]    | training data: simulation -> queue state -> features -> CSV | file |
+//! | [`predictor`]   | the ONNX model, loaded and checked, run by tract | file |
 //! | [`bridge`]      | the MQTT -> Kafka loop with end-to-end acks and retries | MQTT, Kafka |
+//! | [`store`]       | MySQL schema migrations, idempotent batch writes, rebuild | MySQL |
+//! | [`processor`]   | the Kafka -> MySQL loop: batch, predict, one transaction, commit offsets | Kafka, MySQL |
 //! | [`import`]      | `gateway import FILE` | file, Kafka |
 //! | [`http`]        | `/health` and `/metrics` endpoint | TCP |
 
@@ -21,7 +31,10 @@ pub mod import;
 pub mod kafka;
 pub mod metrics;
 pub mod predictor;
+pub mod processor;
+pub mod progress;
 pub mod queue;
+pub mod store;
 pub mod training;
 pub mod validate;
 
@@ -37,4 +50,7 @@ pub enum GatewayError {
     /// A file or socket failed.
     #[error("I/O: {0}")]
     Io(String),
+    /// The wait-time model could not be loaded or run.
+    #[error("model: {0}")]
+    Model(String),
 }

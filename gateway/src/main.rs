@@ -14,7 +14,7 @@ use gateway::http::HttpEndpoint;
 #[command(
     name = "gateway",
     version,
-    about = "kiosk-to-Kafka gateway: MQTT -> Kafka bridge, replay import, model training data"
+    about = "kiosk-to-Kafka gateway: MQTT -> Kafka bridge, Kafka -> MySQL processor, replay import, model training data"
 )]
 struct Cli {
     /// Configuration file (see config.toml); KTK__* environment variables override it.
@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Carry kiosk batches from MQTT into Kafka with end-to-end acks.
     Bridge,
+    /// Consume Kafka, predict waits, write MySQL (each event exactly once).
+    Process,
     /// Produce an `agent export` file (JSON lines) to Kafka.
     Import {
         /// The export file ("-" for standard input).
@@ -85,6 +87,30 @@ fn real_main() -> Result<i32> {
                 )
             };
             bridge::run(&config, stop, metrics)?;
+            Ok(0)
+        }
+        Command::Process => {
+            let stop = Arc::new(AtomicBool::new(false));
+            {
+                let stop = Arc::clone(&stop);
+                ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+                    .context("installing the SIGINT/SIGTERM handler")?;
+            }
+            let metrics = Arc::new(gateway::processor::ProcessorMetrics::default());
+            let _http = if config.processor.metrics_addr.is_empty() {
+                None
+            } else {
+                Some(
+                    HttpEndpoint::start(&config.processor.metrics_addr, metrics.clone())
+                        .with_context(|| {
+                            format!(
+                                "binding processor.metrics_addr {}",
+                                config.processor.metrics_addr
+                            )
+                        })?,
+                )
+            };
+            gateway::processor::run(&config, stop, metrics)?;
             Ok(0)
         }
         Command::TrainData {

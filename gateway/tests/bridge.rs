@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -281,15 +281,17 @@ fn kafka_outage_withholds_acks_then_everything_arrives() {
     bridge.stop();
 }
 
-fn spawn_bridge(config_path: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .arg("--config")
-        .arg(config_path)
-        .arg("bridge")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_bridge(config_path: &std::path::Path) -> ChildGuard {
+    ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("--config")
+            .arg(config_path)
+            .arg("bridge")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[test]
@@ -304,8 +306,7 @@ fn kill_9_of_a_bridge_mid_stream_loses_nothing() {
         feed(&kiosk, 1000, 10 + round);
         std::thread::sleep(Duration::from_millis(300));
         if round == 1 {
-            bridge.kill().unwrap(); // SIGKILL
-            bridge.wait().unwrap();
+            bridge.kill(); // SIGKILL
             std::thread::sleep(Duration::from_millis(500));
             bridge = spawn_bridge(&path);
         }
@@ -321,8 +322,7 @@ fn kill_9_of_a_bridge_mid_stream_loses_nothing() {
     );
     assert_exactly(&recs, &config.agent.kiosk_id, 4000);
     kiosk.shutdown().unwrap();
-    bridge.kill().unwrap();
-    bridge.wait().unwrap();
+    bridge.kill();
 }
 
 #[test]
@@ -370,8 +370,7 @@ fn two_bridges_split_the_load_and_losing_one_loses_nothing() {
     wait_until(Duration::from_secs(60), "both bridges got batches", || {
         batches(&a) > 0 && batches(&b) > 0
     });
-    bridge_a.kill().unwrap();
-    bridge_a.wait().unwrap();
+    bridge_a.kill();
     for (i, (_, kiosk)) in kiosks.iter().enumerate() {
         feed(kiosk, 500, 40 + i as u64);
     }
@@ -404,6 +403,5 @@ fn two_bridges_split_the_load_and_losing_one_loses_nothing() {
     for (_, kiosk) in kiosks {
         kiosk.shutdown().unwrap();
     }
-    bridge_b.kill().unwrap();
-    bridge_b.wait().unwrap();
+    bridge_b.kill();
 }

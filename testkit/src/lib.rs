@@ -196,6 +196,34 @@ impl Drop for Tansu {
     }
 }
 
+/// A child process that is killed (SIGKILL) when the guard is dropped, so a
+/// failing test never leaves processes behind.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// SIGKILL now and reap.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Wait for it to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.0.wait().unwrap()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().unwrap()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Panic with a clear message unless something listens on `port`.
 pub fn require_service(port: u16, name: &str) {
     if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

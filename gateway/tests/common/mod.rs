@@ -150,6 +150,88 @@ impl Drop for InProcessBridge {
     }
 }
 
+/// Produce events to `topic` exactly as the bridge would (key, headers, JSON).
+pub fn produce_events(config: &Config, events: &[contract::Event]) {
+    let records: Vec<gateway::kafka::PreparedRecord> = events
+        .iter()
+        .map(|e| gateway::kafka::PreparedRecord::event(&config.kafka.topic, e))
+        .collect();
+    produce_records(config, &records);
+}
+
+/// Produce prepared records and wait until Kafka confirmed all of them.
+pub fn produce_records(config: &Config, records: &[gateway::kafka::PreparedRecord]) {
+    gateway::kafka::ensure_topics(&config.kafka).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let producer = gateway::kafka::reporting_producer(&config.kafka, tx).unwrap();
+    for r in records {
+        let token = gateway::kafka::Token {
+            batch: 0,
+            attempt: 1,
+            sent_at: Instant::now(),
+        };
+        gateway::kafka::send_record(&producer, r, token).unwrap();
+    }
+    gateway::kafka::flush(&producer, Duration::from_secs(60)).unwrap();
+    assert!(rx.try_iter().all(|d| d.error.is_none()));
+}
+
+/// A config for a processor test: its own topic, group and database.
+pub fn processor_config(dir: &Path, bootstrap: &str) -> Config {
+    let mut c = test_config(dir, 1883, bootstrap);
+    let tag = c.bridge.share_group.trim_start_matches('g').to_string();
+    c.processor.group_id = format!("proc-{tag}");
+    c.processor.metrics_addr = String::new();
+    c.processor.batch_max_wait_ms = 50;
+    c.mysql.database = format!("ktk_test_{tag}");
+    c.model.path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/wait_time.onnx")
+        .display()
+        .to_string();
+    c
+}
+
+/// A connection to the test's database.
+pub fn db(config: &Config) -> mysql::Conn {
+    mysql::Conn::new(gateway::store::opts(&config.mysql, true)).unwrap()
+}
+
+/// A processor running in this process.
+pub struct InProcessProcessor {
+    pub metrics: Arc<gateway::processor::ProcessorMetrics>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), gateway::GatewayError>>>,
+}
+
+impl InProcessProcessor {
+    pub fn start(config: &Config) -> InProcessProcessor {
+        let metrics = Arc::new(gateway::processor::ProcessorMetrics::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
+            std::thread::spawn(move || gateway::processor::run(&config, stop, metrics))
+        };
+        InProcessProcessor {
+            metrics,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for InProcessProcessor {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Write `config` as a TOML file for a subprocess.
 pub fn write_config(dir: &Path, name: &str, config: &Config) -> std::path::PathBuf {
     let p = dir.join(name);

@@ -1,0 +1,608 @@
+//! The processor: Kafka consumer group -> queue state -> predictor -> MySQL.
+//!
+//! One loop, one batch at a time:
+//!
+//! 1. poll up to `processor.batch_max_records` records or
+//!    `processor.batch_max_wait_ms` (a rebalance during the poll discards the
+//!    batch: the new assignment starts again from committed offsets);
+//! 2. parse records (unparseable ones become dead letters), update the queue
+//!    state in partition order, compute every arrival's features and predict
+//!    the whole batch in one call;
+//! 3. write the batch to MySQL in **one transaction** (idempotent writes, see
+//!    [`crate::store`]); while MySQL fails, pause the partitions, retry with
+//!    backoff and keep the group membership alive;
+//! 4. make dead letters durable, then commit the offsets.
+//!
+//! A crash between 3 and 4 replays the batch; the writes make that a no-op.
+//! On every assignment the queue state is rebuilt from MySQL before any
+//! record is processed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contract::config::Config;
+use contract::record::from_json;
+use contract::{Event, EventBody, Status};
+use crossbeam_channel::unbounded;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::features::{features, Row};
+use crate::http::Observable;
+use crate::kafka::{self, PreparedRecord, Token};
+use crate::metrics::{Counter, Exposition, Gauge, Histogram, LabelledCounter, LATENCY_BUCKETS};
+use crate::predictor::Predictor;
+use crate::queue::{QueueBook, Rooms};
+use crate::store::{ArrivalRow, Store, StoreError, WritePlan};
+use crate::validate::DeadLetter;
+use crate::GatewayError;
+
+/// Fault injection for tests: when this variable is set, the processor
+/// aborts right after its first database commit, before committing offsets.
+pub const CRASH_AFTER_DB_COMMIT: &str = "KTK_FAULT_CRASH_AFTER_DB_COMMIT";
+
+/// The processor's counters, served on `/metrics`.
+pub struct ProcessorMetrics {
+    /// Records polled from Kafka.
+    pub records_consumed: Counter,
+    /// Events written (arrivals and status changes; replays included).
+    pub events_written: Counter,
+    /// Database transactions committed.
+    pub batches: Counter,
+    /// Records in the last batch.
+    pub last_batch_size: Gauge,
+    /// Time of each database transaction.
+    pub transaction_latency: Histogram,
+    /// Records behind the partitions' high watermarks.
+    pub consumer_lag: Gauge,
+    /// Database write attempts that failed and were retried.
+    pub retries: Counter,
+    /// Dead letters, by reason.
+    pub dead_letters: LabelledCounter,
+    /// Batches discarded by a rebalance.
+    pub rebalances: Counter,
+    /// Partitions assigned now.
+    pub assigned_partitions: Gauge,
+    /// 1 while the last database operation succeeded.
+    pub db_ok: Gauge,
+    /// Absolute prediction errors (minutes x 1000), summed, and their count.
+    abs_error_milli: Counter,
+    /// Predictions checked against a true wait.
+    pub predictions_checked: Counter,
+}
+
+impl Default for ProcessorMetrics {
+    fn default() -> Self {
+        ProcessorMetrics {
+            records_consumed: Counter::default(),
+            events_written: Counter::default(),
+            batches: Counter::default(),
+            last_batch_size: Gauge::default(),
+            transaction_latency: Histogram::new(&LATENCY_BUCKETS),
+            consumer_lag: Gauge::default(),
+            retries: Counter::default(),
+            dead_letters: LabelledCounter::default(),
+            rebalances: Counter::default(),
+            assigned_partitions: Gauge::default(),
+            db_ok: Gauge::default(),
+            abs_error_milli: Counter::default(),
+            predictions_checked: Counter::default(),
+        }
+    }
+}
+
+impl ProcessorMetrics {
+    /// Mean absolute error of predictions against true waits so far, minutes.
+    pub fn mean_abs_error(&self) -> f64 {
+        let n = self.predictions_checked.get();
+        if n == 0 {
+            0.0
+        } else {
+            self.abs_error_milli.get() as f64 / 1000.0 / n as f64
+        }
+    }
+}
+
+impl Observable for ProcessorMetrics {
+    fn health(&self) -> (bool, String) {
+        let ok = self.db_ok.get() == 1;
+        let detail = serde_json::json!({
+            "database_ok": ok,
+            "assigned_partitions": self.assigned_partitions.get(),
+            "consumer_lag": self.consumer_lag.get(),
+        });
+        (ok, detail.to_string())
+    }
+
+    fn metrics(&self) -> String {
+        let mut e = Exposition::default();
+        e.counter(
+            "processor_records_consumed_total",
+            "Records polled from Kafka",
+            self.records_consumed.get(),
+        )
+        .counter(
+            "processor_events_written_total",
+            "Events written to MySQL (replays included)",
+            self.events_written.get(),
+        )
+        .counter(
+            "processor_batches_total",
+            "Database transactions committed",
+            self.batches.get(),
+        )
+        .gauge(
+            "processor_last_batch_size",
+            "Records in the last batch",
+            self.last_batch_size.get() as f64,
+        )
+        .histogram(
+            "processor_transaction_seconds",
+            "Time of each database transaction",
+            &self.transaction_latency,
+        )
+        .gauge(
+            "processor_consumer_lag",
+            "Records behind the high watermarks",
+            self.consumer_lag.get() as f64,
+        )
+        .counter(
+            "processor_retries_total",
+            "Database writes retried",
+            self.retries.get(),
+        )
+        .labelled(
+            "processor_dead_letters_total",
+            "Records sent to the dead-letter topic",
+            "reason",
+            &self.dead_letters,
+        )
+        .counter(
+            "processor_rebalances_total",
+            "Batches discarded by a rebalance",
+            self.rebalances.get(),
+        )
+        .gauge(
+            "processor_assigned_partitions",
+            "Partitions assigned",
+            self.assigned_partitions.get() as f64,
+        )
+        .gauge(
+            "processor_database_ok",
+            "1 while the database answers",
+            self.db_ok.get() as f64,
+        )
+        .gauge(
+            "processor_prediction_mae_minutes",
+            "Mean absolute error of predicted against true waits",
+            self.mean_abs_error(),
+        )
+        .counter(
+            "processor_predictions_checked_total",
+            "Predictions compared with a true wait",
+            self.predictions_checked.get(),
+        );
+        e.finish()
+    }
+}
+
+/// Marks rebalances so the loop can discard its batch and rebuild.
+struct RebalanceFlag(Arc<AtomicBool>);
+
+impl ClientContext for RebalanceFlag {}
+
+impl ConsumerContext for RebalanceFlag {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        self.0.store(true, Ordering::SeqCst);
+        if let Rebalance::Revoke(tpl) = r {
+            log::info!("partitions revoked: {}", tpl.count());
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
+        self.0.store(true, Ordering::SeqCst);
+        if let Rebalance::Assign(tpl) = r {
+            log::info!("partitions assigned: {}", tpl.count());
+        }
+    }
+}
+
+type GroupConsumer = BaseConsumer<RebalanceFlag>;
+
+/// One polled record, parsed or not.
+struct Polled {
+    partition: i32,
+    offset: i64,
+    parsed: Result<Event, DeadLetter>,
+}
+
+/// Run the processor until `stop` is set.
+pub fn run(
+    config: &Config,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<ProcessorMetrics>,
+) -> Result<(), GatewayError> {
+    let m = &config.model;
+    let predictor = Predictor::load(
+        std::path::Path::new(&m.path),
+        m.min_wait_minutes,
+        m.max_wait_minutes,
+    )
+    .map_err(|e| GatewayError::Model(e.to_string()))?;
+    log::info!("model {} loaded from {}", predictor.model_version(), m.path);
+    kafka::ensure_topics(&config.kafka)?;
+    let s = &config.agent.simulation;
+    let rooms: Rooms = [s.rooms_consultation, s.rooms_mri, s.rooms_ct];
+    let rebalanced = Arc::new(AtomicBool::new(true));
+    let consumer: GroupConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.bootstrap_servers)
+        .set("group.id", &config.processor.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "15000")
+        .set("heartbeat.interval.ms", "3000")
+        .set("max.poll.interval.ms", "30000")
+        .create_with_context(RebalanceFlag(Arc::clone(&rebalanced)))
+        .map_err(|e| GatewayError::Kafka(format!("creating consumer: {e}")))?;
+    consumer
+        .subscribe(&[&config.kafka.topic])
+        .map_err(|e| GatewayError::Kafka(format!("subscribing to {}: {e}", config.kafka.topic)))?;
+    let (dlq_tx, dlq_rx) = unbounded();
+    let dlq = kafka::reporting_producer(&config.kafka, dlq_tx)?;
+    let mut store: Option<Store> = None;
+    let mut book = QueueBook::new(rooms);
+    let mut predicted: HashMap<(String, String), (f32, contract::UtcMillis)> = HashMap::new();
+    let mut need_rebuild = true;
+    let mut last_lag = Instant::now();
+    let crash_after_commit = std::env::var_os(CRASH_AFTER_DB_COMMIT).is_some();
+    log::info!(
+        "processor in group {} consuming {} at {}",
+        config.processor.group_id,
+        config.kafka.topic,
+        config.kafka.bootstrap_servers
+    );
+
+    while !stop.load(Ordering::Relaxed) {
+        let batch = poll_batch(&consumer, config, &metrics, &stop);
+        if rebalanced.swap(false, Ordering::SeqCst) {
+            if !batch.is_empty() {
+                metrics.rebalances.inc();
+            }
+            need_rebuild = true;
+            let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+            metrics.assigned_partitions.set(assigned as i64);
+            // The new assignment restarts from committed offsets.
+            if !batch.is_empty() {
+                continue;
+            }
+        }
+        if need_rebuild {
+            let Some(st) = with_store(&mut store, config, &metrics, &consumer, &stop) else {
+                continue;
+            };
+            match st
+                .rebuild(rooms)
+                .and_then(|b| Ok((b, st.waiting_predictions()?)))
+            {
+                Ok((b, preds)) => {
+                    book = b;
+                    predicted = preds.into_iter().collect();
+                    need_rebuild = false;
+                    log::info!(
+                        "queue state rebuilt from MySQL: {} patients waiting",
+                        predicted.len()
+                    );
+                }
+                Err(e) => {
+                    db_failed(&mut store, &metrics, &e);
+                    continue;
+                }
+            }
+        }
+        if batch.is_empty() {
+            if last_lag.elapsed() > Duration::from_secs(5) {
+                last_lag = Instant::now();
+                update_lag(&consumer, &metrics);
+            }
+            continue;
+        }
+        metrics.last_batch_size.set(batch.len() as i64);
+
+        // Plan: queue state, features, one prediction call.
+        let mut plan = WritePlan {
+            model_version: predictor.model_version().to_string(),
+            ..WritePlan::default()
+        };
+        let mut rows: Vec<Row> = Vec::new();
+        let mut dead = Vec::new();
+        for p in &batch {
+            match &p.parsed {
+                Ok(event) => match &event.body {
+                    EventBody::Arrival(a) => {
+                        let snapshot = book.arrive(&event.identity.site_id, a);
+                        rows.push(features(a, &snapshot));
+                        plan.arrivals.push(ArrivalRow {
+                            event: event.clone(),
+                            predicted_wait_minutes: 0.0,
+                        });
+                    }
+                    EventBody::StatusChange(s) => {
+                        book.status(&event.identity.site_id, s);
+                        if s.status == Status::WithDoctor {
+                            let key = (event.identity.site_id.clone(), s.patient_id.clone());
+                            if let Some((pred, arrived)) = predicted.remove(&key) {
+                                let actual = s.changed_at.minutes_since(arrived).max(0.0);
+                                metrics
+                                    .abs_error_milli
+                                    .add(((f64::from(pred) - actual).abs() * 1000.0) as u64);
+                                metrics.predictions_checked.inc();
+                            }
+                        } else if s.status == Status::Left {
+                            predicted
+                                .remove(&(event.identity.site_id.clone(), s.patient_id.clone()));
+                        }
+                        plan.statuses.push(event.clone());
+                    }
+                },
+                Err(d) => dead.push((p, d.clone())),
+            }
+        }
+        let predictions = predictor
+            .predict(&rows)
+            .map_err(|e| GatewayError::Model(e.to_string()))?;
+        for (row, pred) in plan.arrivals.iter_mut().zip(predictions) {
+            row.predicted_wait_minutes = pred;
+            if let EventBody::Arrival(a) = &row.event.body {
+                predicted.insert(
+                    (row.event.identity.site_id.clone(), a.patient_id.clone()),
+                    (pred, a.arrival_time),
+                );
+            }
+        }
+
+        // Write, retrying while the database is away.
+        let mut discarded = false;
+        let mut backoff = Duration::from_millis(200);
+        while !plan.is_empty() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let Some(st) = with_store(&mut store, config, &metrics, &consumer, &stop) else {
+                continue;
+            };
+            let started = Instant::now();
+            match st.write(&plan) {
+                Ok(_) => {
+                    metrics.transaction_latency.observe(started.elapsed());
+                    metrics.events_written.add(plan.len() as u64);
+                    metrics.batches.inc();
+                    metrics.db_ok.set(1);
+                    break;
+                }
+                Err(e) => {
+                    metrics.retries.inc();
+                    db_failed(&mut store, &metrics, &e);
+                    if !keep_alive(&consumer, backoff, &stop) || rebalanced.load(Ordering::SeqCst) {
+                        discarded = true;
+                        break;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        if discarded {
+            // The state this plan was built on is gone; rebuild and re-consume.
+            need_rebuild = true;
+            continue;
+        }
+        if crash_after_commit {
+            log::error!("{CRASH_AFTER_DB_COMMIT} is set: aborting after the database commit");
+            std::process::abort();
+        }
+
+        // Dead letters must be durable before their offsets are committed.
+        if !dead.is_empty() {
+            for (p, d) in &dead {
+                let source = format!("{}/{}/{}", config.kafka.topic, p.partition, p.offset);
+                log::warn!("dead letter at {source}: {} ({})", d.reason, d.detail);
+                let record =
+                    PreparedRecord::dead_letter(&config.kafka.dlq_topic, d, &source, "processor");
+                let token = Token {
+                    batch: 0,
+                    attempt: 1,
+                    sent_at: Instant::now(),
+                };
+                kafka::send_record(&dlq, &record, token)
+                    .map_err(|e| GatewayError::Kafka(format!("dead letter: {e}")))?;
+            }
+            kafka::flush(&dlq, Duration::from_secs(300))?;
+            let failed = dlq_rx.try_iter().filter(|d| d.error.is_some()).count();
+            if failed > 0 {
+                return Err(GatewayError::Kafka(format!(
+                    "{failed} dead letters were not delivered"
+                )));
+            }
+            for (_, d) in &dead {
+                metrics.dead_letters.add(d.reason, 1);
+            }
+        }
+        commit_offsets(&consumer, config, &batch)?;
+    }
+    Ok(())
+}
+
+/// Poll records until the batch is full, the wait is over, or a rebalance.
+fn poll_batch(
+    consumer: &GroupConsumer,
+    config: &Config,
+    metrics: &ProcessorMetrics,
+    stop: &AtomicBool,
+) -> Vec<Polled> {
+    let max = config.processor.batch_max_records;
+    let deadline = Instant::now() + Duration::from_millis(config.processor.batch_max_wait_ms);
+    let mut batch = Vec::new();
+    while batch.len() < max && !stop.load(Ordering::Relaxed) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = if batch.is_empty() {
+            Duration::from_millis(100)
+        } else {
+            left
+        };
+        match consumer.poll(wait) {
+            Some(Ok(msg)) => {
+                metrics.records_consumed.inc();
+                let payload = msg.payload().unwrap_or_default();
+                let parsed = from_json(payload).map_err(|e| DeadLetter {
+                    reason: e.reason(),
+                    detail: e.to_string(),
+                    value: payload.to_vec(),
+                    event_id: None,
+                });
+                batch.push(Polled {
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    parsed,
+                });
+            }
+            Some(Err(e)) => {
+                log::warn!("kafka consumer: {e}");
+                break;
+            }
+            None if batch.is_empty() => return batch,
+            None => {}
+        }
+        if !batch.is_empty() && Instant::now() >= deadline {
+            break;
+        }
+    }
+    batch
+}
+
+fn commit_offsets(
+    consumer: &GroupConsumer,
+    config: &Config,
+    batch: &[Polled],
+) -> Result<(), GatewayError> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for p in batch {
+        let e = next.entry(p.partition).or_insert(p.offset + 1);
+        *e = (*e).max(p.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (partition, offset) in next {
+        tpl.add_partition_offset(&config.kafka.topic, partition, Offset::Offset(offset))
+            .map_err(|e| GatewayError::Kafka(e.to_string()))?;
+    }
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+        // Not fatal: the batch is stored; a later commit or a replay covers it.
+        log::warn!(
+            "offset commit failed (the batch is stored and will be replayed harmlessly): {e}"
+        );
+    }
+    Ok(())
+}
+
+/// The store, connecting if needed; `None` after a failed attempt (backed off).
+fn with_store<'a>(
+    store: &'a mut Option<Store>,
+    config: &Config,
+    metrics: &ProcessorMetrics,
+    consumer: &GroupConsumer,
+    stop: &AtomicBool,
+) -> Option<&'a mut Store> {
+    if store.is_none() {
+        match Store::connect(&config.mysql) {
+            Ok(s) => {
+                if metrics.db_ok.get() == 0 {
+                    log::info!(
+                        "connected to MySQL {}:{}/{}",
+                        config.mysql.host,
+                        config.mysql.port,
+                        config.mysql.database
+                    );
+                }
+                metrics.db_ok.set(1);
+                *store = Some(s);
+            }
+            Err(e) => {
+                db_failed(store, metrics, &e);
+                keep_alive(consumer, Duration::from_secs(1), stop);
+                return None;
+            }
+        }
+    }
+    store.as_mut()
+}
+
+fn db_failed(store: &mut Option<Store>, metrics: &ProcessorMetrics, e: &StoreError) {
+    if metrics.db_ok.get() != 0 || !e.is_transient() {
+        if e.is_transient() {
+            log::warn!("{e}; pausing consumption and retrying with backoff");
+        } else {
+            log::error!(
+                "{e}; this will not heal by itself: fix the database, the processor retries slowly"
+            );
+        }
+    }
+    metrics.db_ok.set(0);
+    *store = None;
+}
+
+/// Pause the assigned partitions, wait while polling (to stay in the group),
+/// resume. Returns false if asked to stop or if the assignment changed.
+fn keep_alive(consumer: &GroupConsumer, wait: Duration, stop: &AtomicBool) -> bool {
+    let assignment = consumer.assignment().ok();
+    if let Some(a) = &assignment {
+        let _ = consumer.pause(a);
+    }
+    let until = Instant::now() + wait;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        // Paused: poll serves callbacks and heartbeats. A record fetched
+        // before the pause must not be skipped: rewind its partition to it.
+        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
+            let (topic, partition, offset) =
+                (msg.topic().to_string(), msg.partition(), msg.offset());
+            drop(msg);
+            if let Err(e) = consumer.seek(
+                &topic,
+                partition,
+                Offset::Offset(offset),
+                Duration::from_secs(5),
+            ) {
+                log::warn!(
+                    "cannot rewind {topic}/{partition} to {offset}: {e}; the batch will be rebuilt"
+                );
+                return false;
+            }
+        }
+    }
+    if let Some(a) = &assignment {
+        let _ = consumer.resume(a);
+    }
+    true
+}
+
+fn update_lag(consumer: &GroupConsumer, metrics: &ProcessorMetrics) {
+    let Ok(position) = consumer.position() else {
+        return;
+    };
+    let mut lag = 0i64;
+    for e in position.elements() {
+        if let (Offset::Offset(pos), Ok((_, high))) = (
+            e.offset(),
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2)),
+        ) {
+            lag += (high - pos).max(0);
+        }
+    }
+    metrics.consumer_lag.set(lag);
+}

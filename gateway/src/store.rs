@@ -1,0 +1,531 @@
+//! MySQL storage of the processor: versioned migrations, one transaction
+//! per batch, and the queue state's rebuild.
+//!
+//! ```text
+//! patients        the prototype dashboard's table (same column names and
+//!                 meaning) + identity, model and true-wait columns
+//! status_events   every status event once (the source of patients' status,
+//!                 so order and replays do not matter)
+//! event_ledger    every event once, by (kiosk_id, seq): the dedupe ledger
+//! kiosk_progress  per kiosk: highest contiguous seq stored, gaps above it
+//! schema_migrations
+//! ```
+//!
+//! Every write is idempotent: arrivals are `INSERT ... ON DUPLICATE KEY
+//! UPDATE` on the unique `event_id`, statuses go to their own table keyed by
+//! `event_id`, and each touched patient's status, call time and true wait are
+//! recomputed from all its stored status events. Replaying any batch, in any
+//! order, leaves the same rows.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use contract::config::MysqlConfig;
+use contract::mqtt::SeqRange;
+use contract::{Arrival, Event, EventBody, Modality, PatientType, Status, StatusChange, UtcMillis};
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder, TxOpts, Value};
+
+use crate::progress::{self, Progress};
+use crate::queue::{QueueBook, Rooms};
+
+/// Schema versions, applied in order; never edited once released.
+const MIGRATIONS: [&str; 1] = [
+    // 1: the first released schema.
+    "CREATE TABLE IF NOT EXISTS patients (
+        id INT AUTO_INCREMENT PRIMARY KEY,
+        patient_id VARCHAR(50),
+        patient_name VARCHAR(100),
+        arrival_time DATETIME(3),
+        patient_type VARCHAR(20),
+        modality VARCHAR(20),
+        predicted_wait_minutes FLOAT,
+        elapsed_wait_minutes FLOAT DEFAULT 0.0,
+        status VARCHAR(20) DEFAULT 'WAITING',
+        is_alerted TINYINT(1) DEFAULT 0,
+        event_id VARCHAR(80) NOT NULL,
+        site_id VARCHAR(32) NOT NULL,
+        kiosk_id VARCHAR(32) NOT NULL,
+        seq BIGINT UNSIGNED NOT NULL,
+        is_emergency TINYINT(1),
+        age TINYINT UNSIGNED,
+        with_contrast TINYINT(1),
+        called_at DATETIME(3) NULL,
+        completed_at DATETIME(3) NULL,
+        actual_wait_minutes FLOAT NULL,
+        model_version VARCHAR(64),
+        ingested_at DATETIME(3) NOT NULL,
+        UNIQUE KEY uq_patients_event (event_id),
+        KEY ix_patients_site_patient (site_id, patient_id),
+        KEY ix_patients_status (status)
+     ) ENGINE=InnoDB;
+     CREATE TABLE IF NOT EXISTS status_events (
+        event_id VARCHAR(80) PRIMARY KEY,
+        site_id VARCHAR(32) NOT NULL,
+        kiosk_id VARCHAR(32) NOT NULL,
+        seq BIGINT UNSIGNED NOT NULL,
+        patient_id VARCHAR(50) NOT NULL,
+        modality VARCHAR(20) NOT NULL,
+        status VARCHAR(20) NOT NULL,
+        changed_at DATETIME(3) NOT NULL,
+        ingested_at DATETIME(3) NOT NULL,
+        KEY ix_status_events_patient (site_id, patient_id)
+     ) ENGINE=InnoDB;
+     CREATE TABLE IF NOT EXISTS event_ledger (
+        kiosk_id VARCHAR(32) NOT NULL,
+        seq BIGINT UNSIGNED NOT NULL,
+        site_id VARCHAR(32) NOT NULL,
+        event_type VARCHAR(20) NOT NULL,
+        created_at DATETIME(3) NOT NULL,
+        ingested_at DATETIME(3) NOT NULL,
+        PRIMARY KEY (kiosk_id, seq)
+     ) ENGINE=InnoDB;
+     CREATE TABLE IF NOT EXISTS kiosk_progress (
+        site_id VARCHAR(32) NOT NULL,
+        kiosk_id VARCHAR(32) NOT NULL,
+        contiguous_seq BIGINT UNSIGNED NOT NULL,
+        max_seq BIGINT UNSIGNED NOT NULL,
+        missing BIGINT UNSIGNED NOT NULL,
+        gaps TEXT NOT NULL,
+        updated_at DATETIME(3) NOT NULL,
+        PRIMARY KEY (site_id, kiosk_id)
+     ) ENGINE=InnoDB;",
+];
+
+/// Predicted wait and arrival time by (site, patient id).
+pub type WaitingPredictions = BTreeMap<(String, String), (f32, UtcMillis)>;
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Rows per multi-row statement.
+const CHUNK: usize = 500;
+
+/// Database failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The server could not be reached or the connection broke: retry.
+    #[error("MySQL unavailable: {0}")]
+    Unavailable(String),
+    /// The server refused a statement (schema, permissions, data): do not retry blindly.
+    #[error("MySQL refused: {0}")]
+    Refused(String),
+    /// The database is newer than this build.
+    #[error("database schema version {found} is newer than this build's {SCHEMA_VERSION}")]
+    TooNew {
+        /// Found version.
+        found: usize,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<mysql::Error> for StoreError {
+    fn from(e: mysql::Error) -> Self {
+        match &e {
+            mysql::Error::MySqlError(m) if ![1205, 1213, 2006, 2013].contains(&m.code) => {
+                StoreError::Refused(e.to_string())
+            }
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// An arrival to store, with its prediction.
+#[derive(Debug, Clone)]
+pub struct ArrivalRow {
+    /// The event (identity + arrival).
+    pub event: Event,
+    /// Predicted wait, minutes.
+    pub predicted_wait_minutes: f32,
+}
+
+/// One batch, ready to write.
+#[derive(Debug, Clone, Default)]
+pub struct WritePlan {
+    /// Arrivals with predictions.
+    pub arrivals: Vec<ArrivalRow>,
+    /// Status events.
+    pub statuses: Vec<Event>,
+    /// The model version of the predictions.
+    pub model_version: String,
+}
+
+impl WritePlan {
+    /// Events in the plan.
+    pub fn len(&self) -> usize {
+        self.arrivals.len() + self.statuses.len()
+    }
+
+    /// Whether the plan writes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A DATETIME(3) value.
+pub fn datetime(t: UtcMillis) -> Value {
+    let (y, mo, d, h, mi, s, ms) = t.to_parts();
+    Value::Date(
+        y as u16,
+        mo as u8,
+        d as u8,
+        h as u8,
+        mi as u8,
+        s as u8,
+        ms * 1000,
+    )
+}
+
+fn from_datetime(v: &Value) -> Option<UtcMillis> {
+    match v {
+        Value::Date(y, mo, d, h, mi, s, us) => Some(UtcMillis::from_parts(
+            i64::from(*y),
+            u32::from(*mo),
+            u32::from(*d),
+            u32::from(*h),
+            u32::from(*mi),
+            u32::from(*s),
+            us / 1000,
+        )),
+        Value::Bytes(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|t| format!("{}Z", t.replacen(' ', "T", 1)).parse().ok()),
+        _ => None,
+    }
+}
+
+/// Connection options: UTC session, the configured database.
+pub fn opts(cfg: &MysqlConfig, with_db: bool) -> Opts {
+    let b = OptsBuilder::new()
+        .ip_or_hostname(Some(cfg.host.clone()))
+        .tcp_port(cfg.port)
+        .user(Some(cfg.user.clone()))
+        .pass(cfg.password.get().map(str::to_string))
+        .tcp_connect_timeout(Some(std::time::Duration::from_secs(5)))
+        .read_timeout(Some(std::time::Duration::from_secs(60)))
+        .write_timeout(Some(std::time::Duration::from_secs(60)))
+        .init(vec![
+            "SET time_zone = '+00:00'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        ]);
+    let b = if with_db {
+        b.db_name(Some(cfg.database.clone()))
+    } else {
+        b
+    };
+    Opts::from(b)
+}
+
+/// A connection to the processor's database.
+pub struct Store {
+    conn: Conn,
+}
+
+impl Store {
+    /// Connect, creating the database if missing, and migrate the schema.
+    pub fn connect(cfg: &MysqlConfig) -> Result<Store, StoreError> {
+        {
+            let mut admin = Conn::new(opts(cfg, false))?;
+            admin.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database))?;
+        }
+        let mut conn = Conn::new(opts(cfg, true))?;
+        migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// The schema version of the database.
+    pub fn schema_version(&mut self) -> Result<usize, StoreError> {
+        let v: Option<u64> = self
+            .conn
+            .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")?;
+        Ok(v.unwrap_or(0) as usize)
+    }
+
+    /// Write one batch in one transaction; returns the kiosks' progress.
+    pub fn write(
+        &mut self,
+        plan: &WritePlan,
+    ) -> Result<Vec<(String, String, Progress)>, StoreError> {
+        let mut tx = self.conn.start_transaction(TxOpts::default())?;
+        let all: Vec<&Event> = plan
+            .arrivals
+            .iter()
+            .map(|a| &a.event)
+            .chain(plan.statuses.iter())
+            .collect();
+        for chunk in all.chunks(CHUNK) {
+            let mut params = Vec::with_capacity(chunk.len() * 5);
+            for e in chunk {
+                params.extend([
+                    Value::from(&e.identity.kiosk_id),
+                    Value::from(e.identity.seq),
+                    Value::from(&e.identity.site_id),
+                    Value::from(e.body.event_type()),
+                    datetime(e.identity.created_at),
+                ]);
+            }
+            tx.exec_drop(
+                format!(
+                    "INSERT IGNORE INTO event_ledger (kiosk_id, seq, site_id, event_type, created_at, ingested_at) VALUES {}",
+                    placeholders(chunk.len(), "(?, ?, ?, ?, ?, UTC_TIMESTAMP(3))")
+                ),
+                params,
+            )?;
+        }
+        for chunk in plan.arrivals.chunks(CHUNK) {
+            let mut params = Vec::with_capacity(chunk.len() * 15);
+            for row in chunk {
+                let id = &row.event.identity;
+                let EventBody::Arrival(a) = &row.event.body else {
+                    continue;
+                };
+                params.extend([
+                    Value::from(&a.patient_id),
+                    Value::from(&a.patient_name),
+                    datetime(a.arrival_time),
+                    Value::from(match a.patient_type {
+                        PatientType::Emergency => "Emergency",
+                        PatientType::Scheduled => "Scheduled",
+                    }),
+                    Value::from(a.modality.as_str()),
+                    Value::from(row.predicted_wait_minutes),
+                    Value::from(row.event.event_id()),
+                    Value::from(&id.site_id),
+                    Value::from(&id.kiosk_id),
+                    Value::from(id.seq),
+                    Value::from(a.is_emergency),
+                    Value::from(a.age),
+                    Value::from(a.with_contrast),
+                    Value::from(&plan.model_version),
+                ]);
+            }
+            tx.exec_drop(
+                format!(
+                    "INSERT INTO patients (patient_id, patient_name, arrival_time, patient_type, modality,
+                        predicted_wait_minutes, event_id, site_id, kiosk_id, seq, is_emergency, age,
+                        with_contrast, model_version, ingested_at) VALUES {}
+                     ON DUPLICATE KEY UPDATE id = id",
+                    placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))")
+                ),
+                params,
+            )?;
+        }
+        for chunk in plan.statuses.chunks(CHUNK) {
+            let mut params = Vec::with_capacity(chunk.len() * 8);
+            for e in chunk {
+                let EventBody::StatusChange(s) = &e.body else {
+                    continue;
+                };
+                params.extend([
+                    Value::from(e.event_id()),
+                    Value::from(&e.identity.site_id),
+                    Value::from(&e.identity.kiosk_id),
+                    Value::from(e.identity.seq),
+                    Value::from(&s.patient_id),
+                    Value::from(s.modality.as_str()),
+                    Value::from(s.status.as_str()),
+                    datetime(s.changed_at),
+                ]);
+            }
+            tx.exec_drop(
+                format!(
+                    "INSERT INTO status_events (event_id, site_id, kiosk_id, seq, patient_id, modality,
+                        status, changed_at, ingested_at) VALUES {}
+                     ON DUPLICATE KEY UPDATE event_id = event_id",
+                    placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))")
+                ),
+                params,
+            )?;
+        }
+        // Recompute status, call time and true wait of every touched patient.
+        let touched: BTreeSet<(&str, &str)> = all
+            .iter()
+            .map(|e| (e.identity.site_id.as_str(), e.body.patient_id()))
+            .collect();
+        let touched: Vec<(&str, &str)> = touched.into_iter().collect();
+        for chunk in touched.chunks(CHUNK) {
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
+                .collect();
+            tx.exec_drop(
+                format!(
+                    "UPDATE patients p JOIN (
+                        SELECT site_id, patient_id,
+                               MIN(CASE WHEN status = 'WITH_DOCTOR' THEN changed_at END) AS called,
+                               MIN(CASE WHEN status = 'COMPLETED' THEN changed_at END) AS completed,
+                               MAX(status = 'LEFT') AS gone
+                        FROM status_events WHERE (site_id, patient_id) IN ({})
+                        GROUP BY site_id, patient_id) s
+                     ON p.site_id = s.site_id AND p.patient_id = s.patient_id
+                     SET p.called_at = s.called,
+                         p.completed_at = s.completed,
+                         p.status = CASE WHEN s.completed IS NOT NULL THEN 'COMPLETED'
+                                         WHEN s.called IS NOT NULL THEN 'WITH_DOCTOR'
+                                         WHEN s.gone THEN 'LEFT' ELSE 'WAITING' END,
+                         p.actual_wait_minutes = CASE WHEN s.called IS NOT NULL
+                              THEN TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000 END,
+                         p.elapsed_wait_minutes = COALESCE(
+                              TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000,
+                              p.elapsed_wait_minutes)",
+                    placeholders(chunk.len(), "(?, ?)")
+                ),
+                params,
+            )?;
+        }
+        // Progress of every kiosk in the batch.
+        let kiosks: BTreeSet<(&str, &str)> = all
+            .iter()
+            .map(|e| (e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
+            .collect();
+        let mut progress = Vec::new();
+        for (site, kiosk) in kiosks {
+            let contiguous: Option<u64> = tx.exec_first(
+                "SELECT contiguous_seq FROM kiosk_progress WHERE site_id = ? AND kiosk_id = ? FOR UPDATE",
+                (site, kiosk),
+            )?;
+            let contiguous = contiguous.unwrap_or(0);
+            let seqs: Vec<u64> = tx.exec(
+                "SELECT seq FROM event_ledger WHERE kiosk_id = ? AND seq > ? ORDER BY seq",
+                (kiosk, contiguous),
+            )?;
+            let p = progress::advance(contiguous, &seqs);
+            let gaps = serde_json::to_string(&p.gaps).unwrap_or_else(|_| "[]".into());
+            tx.exec_drop(
+                "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))
+                 ON DUPLICATE KEY UPDATE contiguous_seq = VALUES(contiguous_seq), max_seq = VALUES(max_seq),
+                    missing = VALUES(missing), gaps = VALUES(gaps), updated_at = VALUES(updated_at)",
+                (site, kiosk, p.contiguous, p.max_seq, p.missing, gaps),
+            )?;
+            progress.push((site.to_string(), kiosk.to_string(), p));
+        }
+        tx.commit()?;
+        Ok(progress)
+    }
+
+    /// Rebuild the queue state from the patients still waiting or in service.
+    pub fn rebuild(&mut self, rooms: Rooms) -> Result<QueueBook, StoreError> {
+        let rows: Vec<mysql::Row> = self.conn.query(
+            "SELECT site_id, patient_id, modality, is_emergency, with_contrast, arrival_time, status, called_at
+             FROM patients WHERE status IN ('WAITING', 'WITH_DOCTOR') ORDER BY arrival_time, id",
+        )?;
+        let mut book = QueueBook::new(rooms);
+        for row in rows {
+            let get = |i: usize| row.as_ref(i).cloned().unwrap_or(Value::NULL);
+            let (Ok(site), Ok(patient_id), Ok(modality)) = (
+                mysql::from_value_opt::<String>(get(0)),
+                mysql::from_value_opt::<String>(get(1)),
+                mysql::from_value_opt::<String>(get(2)),
+            ) else {
+                continue;
+            };
+            let Some(modality) = Modality::parse(&modality) else {
+                continue;
+            };
+            let emergency = mysql::from_value_opt::<bool>(get(3)).unwrap_or(false);
+            let Some(arrived) = from_datetime(&get(5)) else {
+                continue;
+            };
+            let arrival = Arrival {
+                patient_id: patient_id.clone(),
+                patient_name: String::new(),
+                arrival_time: arrived,
+                patient_type: if emergency {
+                    PatientType::Emergency
+                } else {
+                    PatientType::Scheduled
+                },
+                modality,
+                is_emergency: emergency,
+                age: 0,
+                with_contrast: mysql::from_value_opt::<bool>(get(4)).unwrap_or(false),
+            };
+            book.arrive(&site, &arrival);
+            if mysql::from_value_opt::<String>(get(6)).as_deref() == Ok("WITH_DOCTOR") {
+                if let Some(called) = from_datetime(&get(7)) {
+                    book.status(
+                        &site,
+                        &StatusChange {
+                            patient_id,
+                            modality,
+                            status: Status::WithDoctor,
+                            changed_at: called,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(book)
+    }
+
+    /// Predicted waits and arrival times of patients still waiting.
+    pub fn waiting_predictions(&mut self) -> Result<WaitingPredictions, StoreError> {
+        let rows: Vec<(String, String, Option<f32>, Value)> = self.conn.query(
+            "SELECT site_id, patient_id, predicted_wait_minutes, arrival_time FROM patients WHERE status = 'WAITING'",
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, p, w, at)| Some(((s, p), (w?, from_datetime(&at)?))))
+            .collect())
+    }
+
+    /// A kiosk's recorded progress.
+    pub fn progress(&mut self, site: &str, kiosk: &str) -> Result<Option<Progress>, StoreError> {
+        let row: Option<(u64, u64, u64, String)> = self.conn.exec_first(
+            "SELECT contiguous_seq, max_seq, missing, gaps FROM kiosk_progress WHERE site_id = ? AND kiosk_id = ?",
+            (site, kiosk),
+        )?;
+        Ok(row.map(|(contiguous, max_seq, missing, gaps)| Progress {
+            contiguous,
+            max_seq,
+            missing,
+            gaps: serde_json::from_str::<Vec<SeqRange>>(&gaps).unwrap_or_default(),
+        }))
+    }
+
+    /// The underlying connection (for reports and tests).
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+fn placeholders(n: usize, one: &str) -> String {
+    vec![one; n].join(", ")
+}
+
+/// Apply missing migrations, each in order and recorded; never drops data.
+fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INT PRIMARY KEY, applied_at DATETIME(3) NOT NULL) ENGINE=InnoDB",
+    )?;
+    // One processor migrates at a time.
+    let _: Option<i64> = conn.query_first("SELECT GET_LOCK('ktk_migrations', 60)")?;
+    let result = (|| {
+        let current: Option<u64> =
+            conn.query_first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")?;
+        let current = current.unwrap_or(0) as usize;
+        if current > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found: current });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                conn.query_drop(statement)?;
+            }
+            conn.exec_drop(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?, UTC_TIMESTAMP(3))",
+                (i + 1,),
+            )?;
+            log::info!("database schema migrated to version {}", i + 1);
+        }
+        Ok(())
+    })();
+    let _: Option<i64> = conn.query_first("SELECT RELEASE_LOCK('ktk_migrations')")?;
+    result
+}

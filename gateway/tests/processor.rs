@@ -1,0 +1,299 @@
+//! The processor against the real Kafka-compatible broker and MariaDB: each
+//! test has its own topic, consumer group and database.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use contract::config::Config;
+use contract::{
+    Arrival, Event, EventBody, Identity, Modality, PatientType, Status, StatusChange, UtcMillis,
+};
+use mysql::prelude::Queryable;
+use testkit::*;
+
+fn t(min: i64) -> UtcMillis {
+    UtcMillis::from_parts(2026, 12, 7, 9, 0, 0, 0).plus_ms(min * 60_000)
+}
+
+fn identity(kiosk: &str, seq: u64) -> Identity {
+    Identity {
+        site_id: "site-t".into(),
+        kiosk_id: kiosk.into(),
+        seq,
+        created_at: UtcMillis::now(),
+    }
+}
+
+fn arrival(kiosk: &str, seq: u64, patient: &str, m: Modality, at: i64) -> Event {
+    Event {
+        identity: identity(kiosk, seq),
+        body: EventBody::Arrival(Arrival {
+            patient_id: patient.into(),
+            patient_name: "Test Patient".into(),
+            arrival_time: t(at),
+            patient_type: PatientType::Scheduled,
+            modality: m,
+            is_emergency: false,
+            age: 50,
+            with_contrast: false,
+        }),
+    }
+}
+
+fn status(kiosk: &str, seq: u64, patient: &str, m: Modality, s: Status, at: i64) -> Event {
+    Event {
+        identity: identity(kiosk, seq),
+        body: EventBody::StatusChange(StatusChange {
+            patient_id: patient.into(),
+            modality: m,
+            status: s,
+            changed_at: t(at),
+        }),
+    }
+}
+
+/// A simulated stream of `n` events for one kiosk.
+fn simulated(kiosk: &str, n: u64, seed: u64) -> Vec<Event> {
+    let cfg = contract::config::SimulationConfig::default();
+    let mut sim = agent::sim::Reception::new(&cfg, seed, t(0));
+    (1..=n)
+        .map(|seq| Event {
+            identity: identity(kiosk, seq),
+            body: sim.next_event().unwrap().1,
+        })
+        .collect()
+}
+
+fn count(config: &Config, sql: &str) -> u64 {
+    db(config).query_first::<u64, _>(sql).unwrap().unwrap_or(0)
+}
+
+/// Rows = arrivals, no duplicate, every status event once, no gap.
+fn assert_exactly_once(config: &Config, kiosk: &str, events: &[Event]) {
+    let arrivals = events
+        .iter()
+        .filter(|e| matches!(e.body, EventBody::Arrival(_)))
+        .count() as u64;
+    let statuses = events.len() as u64 - arrivals;
+    assert_eq!(count(config, "SELECT COUNT(*) FROM patients"), arrivals);
+    assert_eq!(
+        count(config, "SELECT COUNT(DISTINCT event_id) FROM patients"),
+        arrivals
+    );
+    assert_eq!(
+        count(config, "SELECT COUNT(*) FROM status_events"),
+        statuses
+    );
+    assert_eq!(
+        count(config, "SELECT COUNT(*) FROM event_ledger"),
+        events.len() as u64
+    );
+    let mut store = gateway::store::Store::connect(&config.mysql).unwrap();
+    let p = store.progress("site-t", kiosk).unwrap().unwrap();
+    assert_eq!((p.contiguous, p.missing), (events.len() as u64, 0), "{p:?}");
+}
+
+fn wait_for_rows(config: &Config, ledger: u64, secs: u64) {
+    wait_until(Duration::from_secs(secs), "every event stored", || {
+        mysql::Conn::new(gateway::store::opts(&config.mysql, true))
+            .ok()
+            .and_then(|mut c| {
+                c.query_first::<u64, _>("SELECT COUNT(*) FROM event_ledger")
+                    .ok()
+                    .flatten()
+            })
+            .is_some_and(|n| n >= ledger)
+    });
+}
+
+#[test]
+fn duplicates_and_out_of_order_statuses_give_one_row_each_with_the_right_outcome() {
+    let dir = temp_dir("proc-dup");
+    let config = processor_config(&dir, &shared_kafka());
+    require_service(3306, "MariaDB");
+    let k = "kiosk-a";
+    let events = vec![
+        arrival(k, 1, "0000000a", Modality::Mri, 0),
+        // Patient b's statuses come before its arrival.
+        status(k, 2, "0000000b", Modality::Ct, Status::WithDoctor, 30),
+        status(k, 3, "0000000b", Modality::Ct, Status::Completed, 50),
+        arrival(k, 4, "0000000b", Modality::Ct, 5),
+        status(k, 5, "0000000a", Modality::Mri, Status::WithDoctor, 42),
+        arrival(k, 6, "0000000c", Modality::Consultation, 10),
+        status(k, 7, "0000000c", Modality::Consultation, Status::Left, 100),
+    ];
+    produce_events(&config, &events);
+    // The same events again, in reverse order.
+    let mut again = events.clone();
+    again.reverse();
+    produce_events(&config, &again);
+    let p = InProcessProcessor::start(&config);
+    wait_until(Duration::from_secs(60), "both copies consumed", || {
+        p.metrics.records_consumed.get() >= 14 && p.metrics.events_written.get() >= 14
+    });
+    assert_exactly_once(&config, k, &events);
+    let rows: Vec<(String, String, Option<f32>, Option<f32>)> = db(&config)
+        .query("SELECT patient_id, status, actual_wait_minutes, predicted_wait_minutes FROM patients ORDER BY patient_id")
+        .unwrap();
+    assert_eq!(rows[0].0, "0000000a");
+    assert_eq!(rows[0].1, "WITH_DOCTOR");
+    assert!((rows[0].2.unwrap() - 42.0).abs() < 0.01);
+    assert_eq!(
+        (rows[1].1.as_str(), rows[1].2.map(|w| w.round())),
+        ("COMPLETED", Some(25.0))
+    );
+    assert_eq!((rows[2].1.as_str(), rows[2].2), ("LEFT", None));
+    assert!(rows
+        .iter()
+        .all(|r| r.3.is_some_and(|p| (0.0..=480.0).contains(&p))));
+    let version: String = db(&config)
+        .query_first("SELECT DISTINCT model_version FROM patients")
+        .unwrap()
+        .unwrap();
+    assert!(version.starts_with("wait_time-fv1-"));
+    p.stop();
+}
+
+#[test]
+fn a_garbage_record_is_dead_lettered_and_the_rest_are_stored() {
+    let dir = temp_dir("proc-dlq");
+    let config = processor_config(&dir, &shared_kafka());
+    require_service(3306, "MariaDB");
+    let events = simulated("kiosk-g", 200, 3);
+    produce_events(&config, &events[..100]);
+    let garbage = gateway::kafka::PreparedRecord {
+        topic: config.kafka.topic.clone(),
+        key: "site-t/MRI".into(),
+        value: b"{\"not\": \"an event\"".to_vec(),
+        headers: rdkafka::message::OwnedHeaders::new(),
+    };
+    produce_records(&config, &[garbage]);
+    produce_events(&config, &events[100..]);
+    let p = InProcessProcessor::start(&config);
+    wait_for_rows(&config, 200, 60);
+    let dlq = read_topic(
+        &config.kafka.bootstrap_servers,
+        &config.kafka.dlq_topic,
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].headers["dlq.reason"], "malformed");
+    assert_eq!(dlq[0].headers["dlq.stage"], "processor");
+    assert_eq!(dlq[0].value, b"{\"not\": \"an event\"");
+    assert_exactly_once(&config, "kiosk-g", &events);
+    wait_until(Duration::from_secs(10), "dead letter counted", || {
+        p.metrics.dead_letters.get("malformed") == 1
+    });
+    p.stop();
+}
+
+fn spawn_processor(config_path: &std::path::Path, crash_after_commit: bool) -> ChildGuard {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    c.arg("--config").arg(config_path).arg("process");
+    if crash_after_commit {
+        c.env(gateway::processor::CRASH_AFTER_DB_COMMIT, "1");
+    }
+    // Logs beside the config, for post-mortems of a failed test.
+    let log = config_path.with_extension(format!("{}.log", rand::random::<u16>()));
+    let log = std::fs::File::create(log).unwrap();
+    ChildGuard(
+        c.env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn kill_between_the_database_commit_and_the_offset_commit_neither_loses_nor_doubles() {
+    let dir = temp_dir("proc-crash");
+    let mut config = processor_config(&dir, &shared_kafka());
+    config.processor.batch_max_records = 300;
+    require_service(3306, "MariaDB");
+    let events = simulated("kiosk-c", 1500, 4);
+    produce_events(&config, &events);
+    let path = write_config(&dir, "processor.toml", &config);
+    let mut crashing = spawn_processor(&path, true);
+    let status = crashing.wait();
+    assert!(!status.success(), "the fault hook aborts the process");
+    assert!(
+        count(&config, "SELECT COUNT(*) FROM event_ledger") > 0,
+        "one batch was committed"
+    );
+    let mut healthy = spawn_processor(&path, false);
+    wait_for_rows(&config, 1500, 120);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_exactly_once(&config, "kiosk-c", &events);
+    healthy.kill();
+}
+
+#[test]
+fn migrations_run_on_an_empty_database_and_leave_a_current_one_untouched() {
+    let dir = temp_dir("proc-migrate");
+    let config = processor_config(&dir, "127.0.0.1:1");
+    require_service(3306, "MariaDB");
+    let mut store = gateway::store::Store::connect(&config.mysql).unwrap();
+    assert_eq!(
+        store.schema_version().unwrap(),
+        gateway::store::SCHEMA_VERSION
+    );
+    let plan = gateway::store::WritePlan {
+        arrivals: vec![gateway::store::ArrivalRow {
+            event: arrival("kiosk-m", 1, "0000000d", Modality::Mri, 0),
+            predicted_wait_minutes: 12.0,
+        }],
+        statuses: vec![],
+        model_version: "test".into(),
+    };
+    store.write(&plan).unwrap();
+    drop(store);
+    let mut again = gateway::store::Store::connect(&config.mysql).unwrap();
+    assert_eq!(
+        again.schema_version().unwrap(),
+        gateway::store::SCHEMA_VERSION
+    );
+    assert_eq!(count(&config, "SELECT COUNT(*) FROM patients"), 1);
+    assert_eq!(
+        count(&config, "SELECT COUNT(*) FROM schema_migrations"),
+        gateway::store::SCHEMA_VERSION as u64
+    );
+    // The prototype dashboard's columns are there, with their names.
+    let cols: Vec<String> = db(&config)
+        .query("SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'patients'")
+        .unwrap();
+    for c in [
+        "id",
+        "patient_id",
+        "patient_name",
+        "arrival_time",
+        "patient_type",
+        "modality",
+        "predicted_wait_minutes",
+        "elapsed_wait_minutes",
+        "status",
+        "is_alerted",
+        "event_id",
+        "site_id",
+        "kiosk_id",
+        "seq",
+        "is_emergency",
+        "age",
+        "with_contrast",
+        "called_at",
+        "completed_at",
+        "actual_wait_minutes",
+        "model_version",
+        "ingested_at",
+    ] {
+        assert!(
+            cols.iter().any(|x| x.eq_ignore_ascii_case(c)),
+            "missing column {c}"
+        );
+    }
+}
