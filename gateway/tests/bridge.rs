@@ -71,7 +71,7 @@ fn records_carry_the_contract_key_headers_and_fields() {
     let mosquitto = Mosquitto::start(&dir);
     let mut config = test_config(&dir, mosquitto.port, &shared_kafka());
     config.bridge.metrics_addr = "127.0.0.1:0".into();
-    let bridge = InProcessBridge::start(&config);
+    let bridge = start_bridge(&config);
     let kiosk = Kiosk::start(&config).unwrap();
     feed(&kiosk, 300, 1);
     wait_until(Duration::from_secs(60), "all 300 acknowledged", || {
@@ -112,7 +112,7 @@ fn bad_input_lands_in_the_dead_letter_topic_and_valid_events_go_through() {
     let mosquitto = Mosquitto::start(&dir);
     let mut config = test_config(&dir, mosquitto.port, &shared_kafka());
     config.bridge.max_payload_bytes = 4096;
-    let bridge = InProcessBridge::start(&config);
+    let bridge = start_bridge(&config);
 
     let mut o = MqttOptions::new("injector", "127.0.0.1", mosquitto.port);
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -240,7 +240,7 @@ fn kafka_outage_withholds_acks_then_everything_arrives() {
     let mosquitto = Mosquitto::start(&dir);
     let mut tansu = Tansu::start(&dir);
     let config = test_config(&dir, mosquitto.port, &tansu.bootstrap());
-    let bridge = InProcessBridge::start(&config);
+    let bridge = start_bridge(&config);
     let kiosk = Kiosk::start(&config).unwrap();
     feed(&kiosk, 500, 2);
     wait_until(Duration::from_secs(60), "first 500 acknowledged", || {

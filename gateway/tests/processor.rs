@@ -131,7 +131,7 @@ fn duplicates_and_out_of_order_statuses_give_one_row_each_with_the_right_outcome
     let mut again = events.clone();
     again.reverse();
     produce_events(&config, &again);
-    let p = InProcessProcessor::start(&config);
+    let p = start_processor(&config);
     wait_until(Duration::from_secs(60), "both copies consumed", || {
         p.metrics.records_consumed.get() >= 14 && p.metrics.events_written.get() >= 14
     });
@@ -173,7 +173,7 @@ fn a_garbage_record_is_dead_lettered_and_the_rest_are_stored() {
     };
     produce_records(&config, &[garbage]);
     produce_events(&config, &events[100..]);
-    let p = InProcessProcessor::start(&config);
+    let p = start_processor(&config);
     wait_for_rows(&config, 200, 60);
     let dlq = read_topic(
         &config.kafka.bootstrap_servers,

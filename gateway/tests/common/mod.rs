@@ -114,28 +114,33 @@ pub fn test_config(dir: &Path, mqtt_port: u16, bootstrap: &str) -> Config {
     c
 }
 
-/// A bridge running in this process.
-pub struct InProcessBridge {
-    pub metrics: Arc<BridgeMetrics>,
+/// A gateway component (bridge or processor) running on a thread of this
+/// process, with its metrics at hand; stopped when dropped.
+pub struct InProcess<M> {
+    pub metrics: Arc<M>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Result<(), gateway::GatewayError>>>,
 }
 
-impl InProcessBridge {
-    pub fn start(config: &Config) -> InProcessBridge {
-        let metrics = Arc::new(BridgeMetrics::default());
+/// How a component runs: `bridge::run` or `processor::run`.
+pub type RunFn<M> = fn(&Config, Arc<AtomicBool>, Arc<M>) -> Result<(), gateway::GatewayError>;
+
+impl<M: Default + Send + Sync + 'static> InProcess<M> {
+    pub fn start(config: &Config, run: RunFn<M>) -> InProcess<M> {
+        let metrics = Arc::new(M::default());
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
-            std::thread::spawn(move || bridge::run(&config, stop, metrics))
+            std::thread::spawn(move || run(&config, stop, metrics))
         };
-        InProcessBridge {
+        InProcess {
             metrics,
             stop,
             thread: Some(thread),
         }
     }
 
+    /// Stop and check that it ended without error.
     pub fn stop(mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
@@ -144,10 +149,20 @@ impl InProcessBridge {
     }
 }
 
-impl Drop for InProcessBridge {
+impl<M> Drop for InProcess<M> {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A bridge in this process.
+pub fn start_bridge(config: &Config) -> InProcess<BridgeMetrics> {
+    InProcess::start(config, bridge::run)
+}
+
+/// A processor in this process.
+pub fn start_processor(config: &Config) -> InProcess<gateway::processor::ProcessorMetrics> {
+    InProcess::start(config, gateway::processor::run)
 }
 
 /// Produce events to `topic` exactly as the bridge would (key, headers, JSON).
@@ -194,42 +209,6 @@ pub fn processor_config(dir: &Path, bootstrap: &str) -> Config {
 /// A connection to the test's database.
 pub fn db(config: &Config) -> mysql::Conn {
     mysql::Conn::new(gateway::store::opts(&config.mysql, true)).unwrap()
-}
-
-/// A processor running in this process.
-pub struct InProcessProcessor {
-    pub metrics: Arc<gateway::processor::ProcessorMetrics>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Result<(), gateway::GatewayError>>>,
-}
-
-impl InProcessProcessor {
-    pub fn start(config: &Config) -> InProcessProcessor {
-        let metrics = Arc::new(gateway::processor::ProcessorMetrics::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (config, metrics, stop) = (config.clone(), metrics.clone(), stop.clone());
-            std::thread::spawn(move || gateway::processor::run(&config, stop, metrics))
-        };
-        InProcessProcessor {
-            metrics,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn stop(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap().unwrap();
-        }
-    }
-}
-
-impl Drop for InProcessProcessor {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Write `config` as a TOML file for a subprocess.
