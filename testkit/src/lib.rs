@@ -196,6 +196,72 @@ impl Drop for Tansu {
     }
 }
 
+/// A MariaDB server of the test's own (data in `dir`), on its own port, with
+/// passwordless root, for tests that stop the database.
+pub struct MariaDb {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    pub fn start(dir: &Path) -> MariaDb {
+        let dir = dir.join("mariadb");
+        std::fs::create_dir_all(&dir).unwrap();
+        // --no-defaults: the machine's my.cnf points at its own directories.
+        let status = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .args(["--user=root", "--auth-root-authentication-method=normal"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("mariadb-install-db must be installed for database fault tests");
+        assert!(status.success(), "mariadb-install-db failed");
+        let mut m = MariaDb {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        m.restart();
+        m
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("mariadb.log"))
+            .unwrap();
+        let child = Command::new("mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--port={}", self.port))
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("mariadbd must be installed for database fault tests");
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(60));
+    }
+
+    /// Stop it hard (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A child process that is killed (SIGKILL) when the guard is dropped, so a
 /// failing test never leaves processes behind.
 pub struct ChildGuard(pub Child);
