@@ -387,6 +387,10 @@ pub fn run(
                 }
                 Err(e) => {
                     metrics.retries.inc();
+                    log::debug!(
+                        "database write failed (attempt {}): {e}",
+                        metrics.retries.get()
+                    );
                     db_failed(&mut store, &metrics, &e);
                     if !keep_alive(&consumer, backoff, &stop) || rebalanced.load(Ordering::SeqCst) {
                         discarded = true;
