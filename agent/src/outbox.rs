@@ -72,6 +72,9 @@ pub enum OutboxError {
         /// The moved-aside file.
         corrupt: String,
     },
+    /// `agent init` found an outbox already there.
+    #[error("outbox {0} already exists; refusing to replace it")]
+    AlreadyExists(String),
     /// The outbox was written by a newer agent.
     #[error("outbox {path} has schema version {found}, newer than this agent's {SCHEMA_VERSION}")]
     TooNew {
@@ -192,12 +195,7 @@ impl Outbox {
     ) -> Result<Outbox, OutboxError> {
         let path = PathBuf::from(&cfg.path);
         if path.exists() {
-            return Err(OutboxError::Sqlite {
-                path: cfg.path.clone(),
-                source: rusqlite::Error::InvalidParameterName(
-                    "an outbox already exists here; refusing to replace it".into(),
-                ),
-            });
+            return Err(OutboxError::AlreadyExists(cfg.path.clone()));
         }
         Self::open_with(cfg, site_id, kiosk_id, Some(next_seq.max(1)))
     }
@@ -535,9 +533,6 @@ impl Outbox {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let backlog: i64 = self
-                .conn
-                .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
             let mut stmt = self
                 .conn
                 .prepare_cached("SELECT first, last FROM drops ORDER BY rowid DESC LIMIT 20")?;
@@ -551,7 +546,7 @@ impl Outbox {
                 .collect::<Result<_, _>>()?;
             dropped_ranges.reverse();
             Ok(OutboxStats {
-                backlog: backlog.max(0) as u64,
+                backlog: self.backlog.get(),
                 oldest_created_at: oldest.map(UtcMillis),
                 next_seq: meta_u64(&self.conn, "next_seq")?,
                 last_acked_seq: meta_u64(&self.conn, "last_acked_seq")?,

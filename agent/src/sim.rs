@@ -225,11 +225,7 @@ impl Reception {
                 patient_id: id.clone(),
                 patient_name: name,
                 arrival_time: self.now,
-                patient_type: if emergency {
-                    PatientType::Emergency
-                } else {
-                    PatientType::Scheduled
-                },
+                patient_type: PatientType::from_emergency(emergency),
                 modality,
                 is_emergency: emergency,
                 age,

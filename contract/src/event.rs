@@ -50,6 +50,17 @@ pub enum PatientType {
     Scheduled,
 }
 
+impl PatientType {
+    /// `Emergency` when `is_emergency`, else `Scheduled` (the two fields agree).
+    pub fn from_emergency(is_emergency: bool) -> PatientType {
+        if is_emergency {
+            PatientType::Emergency
+        } else {
+            PatientType::Scheduled
+        }
+    }
+}
+
 /// The service a patient queues for. Append new variants at the end only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Modality {

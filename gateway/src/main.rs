@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use contract::config::Config;
 use gateway::bridge::{self, BridgeMetrics};
-use gateway::http::HttpEndpoint;
+use gateway::http::{HttpEndpoint, Observable};
+use gateway::processor::{self, ProcessorMetrics};
 
 #[derive(Parser)]
 #[command(
@@ -64,55 +65,46 @@ fn main() {
     }
 }
 
+/// Run a long-lived component until SIGINT/SIGTERM, serving its `/health`
+/// and `/metrics` on `addr` (empty: no endpoint).
+fn serve<M: Observable + Default>(
+    key: &str,
+    addr: &str,
+    run: impl FnOnce(Arc<AtomicBool>, Arc<M>) -> Result<(), gateway::GatewayError>,
+) -> Result<i32> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    let metrics = Arc::new(M::default());
+    let _http = if addr.is_empty() {
+        None
+    } else {
+        Some(
+            HttpEndpoint::start(addr, metrics.clone())
+                .with_context(|| format!("binding {key} {addr}"))?,
+        )
+    };
+    run(stop, metrics)?;
+    Ok(0)
+}
+
 fn real_main() -> Result<i32> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Bridge => {
-            let stop = Arc::new(AtomicBool::new(false));
-            {
-                let stop = Arc::clone(&stop);
-                ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
-                    .context("installing the SIGINT/SIGTERM handler")?;
-            }
-            let metrics = Arc::new(BridgeMetrics::default());
-            let _http = if config.bridge.metrics_addr.is_empty() {
-                None
-            } else {
-                Some(
-                    HttpEndpoint::start(&config.bridge.metrics_addr, metrics.clone())
-                        .with_context(|| {
-                            format!("binding bridge.metrics_addr {}", config.bridge.metrics_addr)
-                        })?,
-                )
-            };
-            bridge::run(&config, stop, metrics)?;
-            Ok(0)
-        }
-        Command::Process => {
-            let stop = Arc::new(AtomicBool::new(false));
-            {
-                let stop = Arc::clone(&stop);
-                ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
-                    .context("installing the SIGINT/SIGTERM handler")?;
-            }
-            let metrics = Arc::new(gateway::processor::ProcessorMetrics::default());
-            let _http = if config.processor.metrics_addr.is_empty() {
-                None
-            } else {
-                Some(
-                    HttpEndpoint::start(&config.processor.metrics_addr, metrics.clone())
-                        .with_context(|| {
-                            format!(
-                                "binding processor.metrics_addr {}",
-                                config.processor.metrics_addr
-                            )
-                        })?,
-                )
-            };
-            gateway::processor::run(&config, stop, metrics)?;
-            Ok(0)
-        }
+        Command::Bridge => serve(
+            "bridge.metrics_addr",
+            &config.bridge.metrics_addr,
+            |stop, metrics: Arc<BridgeMetrics>| bridge::run(&config, stop, metrics),
+        ),
+        Command::Process => serve(
+            "processor.metrics_addr",
+            &config.processor.metrics_addr,
+            |stop, metrics: Arc<ProcessorMetrics>| processor::run(&config, stop, metrics),
+        ),
         Command::TrainData {
             days,
             departments,

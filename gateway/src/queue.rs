@@ -276,11 +276,7 @@ mod tests {
             patient_id: id.into(),
             patient_name: "P".into(),
             arrival_time: t(at),
-            patient_type: if emergency {
-                PatientType::Emergency
-            } else {
-                PatientType::Scheduled
-            },
+            patient_type: PatientType::from_emergency(emergency),
             modality: Modality::Mri,
             is_emergency: emergency,
             age: 40,

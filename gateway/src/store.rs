@@ -436,11 +436,7 @@ impl Store {
                 patient_id: patient_id.clone(),
                 patient_name: String::new(),
                 arrival_time: arrived,
-                patient_type: if emergency {
-                    PatientType::Emergency
-                } else {
-                    PatientType::Scheduled
-                },
+                patient_type: PatientType::from_emergency(emergency),
                 modality,
                 is_emergency: emergency,
                 age: 0,

@@ -43,6 +43,16 @@ fn feed(kiosk: &Kiosk, n: u64, seed: u64) {
     }
 }
 
+/// Wait until the kiosk has committed `n` events and Kafka holds them all
+/// (its backlog is empty only after end-to-end acks).
+fn wait_acked(kiosk: &Kiosk, n: u64, secs: u64) {
+    wait_until(
+        Duration::from_secs(secs),
+        &format!("all {n} acknowledged"),
+        || kiosk.writer_stats.accepted.load(Ordering::Relaxed) == n && kiosk.backlog() == 0,
+    );
+}
+
 fn event_ids(recs: &[Rec]) -> BTreeSet<String> {
     recs.iter().map(|r| r.headers["event_id"].clone()).collect()
 }
@@ -74,9 +84,7 @@ fn records_carry_the_contract_key_headers_and_fields() {
     let bridge = start_bridge(&config);
     let kiosk = Kiosk::start(&config).unwrap();
     feed(&kiosk, 300, 1);
-    wait_until(Duration::from_secs(60), "all 300 acknowledged", || {
-        kiosk.writer_stats.accepted.load(Ordering::Relaxed) == 300 && kiosk.backlog() == 0
-    });
+    wait_acked(&kiosk, 300, 60);
     let recs = read_distinct(
         &config.kafka.bootstrap_servers,
         &config.kafka.topic,
@@ -243,9 +251,7 @@ fn kafka_outage_withholds_acks_then_everything_arrives() {
     let bridge = start_bridge(&config);
     let kiosk = Kiosk::start(&config).unwrap();
     feed(&kiosk, 500, 2);
-    wait_until(Duration::from_secs(60), "first 500 acknowledged", || {
-        kiosk.writer_stats.accepted.load(Ordering::Relaxed) == 500 && kiosk.backlog() == 0
-    });
+    wait_acked(&kiosk, 500, 60);
 
     tansu.kill();
     feed(&kiosk, 1500, 3);
@@ -311,9 +317,7 @@ fn kill_9_of_a_bridge_mid_stream_loses_nothing() {
             bridge = spawn_bridge(&path);
         }
     }
-    wait_until(Duration::from_secs(120), "all 4000 acknowledged", || {
-        kiosk.writer_stats.accepted.load(Ordering::Relaxed) == 4000 && kiosk.backlog() == 0
-    });
+    wait_acked(&kiosk, 4000, 120);
     let recs = read_distinct(
         &config.kafka.bootstrap_servers,
         &config.kafka.topic,

@@ -52,7 +52,7 @@ pub fn unique_kiosk(tag: &str) -> String {
 pub struct Mosquitto {
     pub port: u16,
     conf: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl Mosquitto {
@@ -83,22 +83,13 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .expect("mosquitto must be installed for the agent's integration tests");
-        self.child = Some(child);
+        self.child = Some(ChildGuard(child));
         wait_port(self.port, Duration::from_secs(10));
     }
 
     /// Stop it hard (SIGKILL): no goodbye to clients.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.take(); // the guard kills and reaps
     }
 }
 
@@ -127,7 +118,7 @@ pub struct Tansu {
     pub port: u16,
     dir: PathBuf,
     engine: String,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl Tansu {
@@ -157,11 +148,7 @@ impl Tansu {
 
     pub fn restart(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .unwrap();
+        let log = append_log(&self.dir.join("tansu.log"));
         let child = Command::new(tansu_binary())
             .current_dir(&self.dir)
             .env("RUST_LOG", "warn")
@@ -177,22 +164,13 @@ impl Tansu {
             .stderr(log)
             .spawn()
             .expect("tansu must be installed: run scripts/services-up.sh (it installs it)");
-        self.child = Some(child);
+        self.child = Some(ChildGuard(child));
         wait_port(self.port, Duration::from_secs(30));
     }
 
     /// Stop it hard (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.take(); // the guard kills and reaps
     }
 }
 
@@ -201,7 +179,7 @@ impl Drop for Tansu {
 pub struct MariaDb {
     pub port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl MariaDb {
@@ -228,11 +206,7 @@ impl MariaDb {
     }
 
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("mariadb.log"))
-            .unwrap();
+        let log = append_log(&self.dir.join("mariadb.log"));
         let child = Command::new("mariadbd")
             .arg("--no-defaults")
             .arg(format!("--datadir={}", self.dir.join("data").display()))
@@ -243,23 +217,23 @@ impl MariaDb {
             .stderr(log)
             .spawn()
             .expect("mariadbd must be installed for database fault tests");
-        self.child = Some(child);
+        self.child = Some(ChildGuard(child));
         wait_port(self.port, Duration::from_secs(60));
     }
 
     /// Stop it hard (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.take(); // the guard kills and reaps
     }
 }
 
-impl Drop for MariaDb {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Open `path` for appending a server's output.
+fn append_log(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
 }
 
 /// A child process that is killed (SIGKILL) when the guard is dropped, so a
