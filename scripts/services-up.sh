@@ -92,6 +92,26 @@ else
   mark_started tansu
 fi
 
+# Tansu 0.6's sqlite schema has no index on its header table, and every
+# fetched record looks up its headers with a full scan of that table, so
+# reading N records costs O(N x headers stored). Add the index (idempotent).
+if [ -f "$state/tansu/tansu.db" ]; then
+  python3 - "$state/tansu/tansu.db" <<'PY' || log "Tansu: could not add the header index (reads will be slow)"
+import sqlite3, sys, time
+for _ in range(100):
+    try:
+        c = sqlite3.connect(sys.argv[1], timeout=5)
+        if c.execute("select count(*) from sqlite_master where type='table' and name='header'").fetchone()[0]:
+            c.execute("CREATE INDEX IF NOT EXISTS ktk_header_record ON header (topition, offset_id)")
+            c.commit()
+            sys.exit(0)
+    except sqlite3.Error:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+PY
+fi
+
 # Topics: created if missing (the bridge can also create them).
 bin=$(tansu_bin)
 if [ -n "$bin" ]; then

@@ -43,6 +43,27 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A command running one of the workspace's own programs. Under a cross
+/// test run the program is built for the kiosk target, so it runs through
+/// the emulator named in `KTK_TARGET_RUNNER` (for example
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu`); `KTK_AGENT_BIN` replaces an
+/// `agent` binary by another build of it (benchmarks of a cross build).
+pub fn program(bin: &str) -> Command {
+    let bin = match std::env::var("KTK_AGENT_BIN") {
+        Ok(b) if Path::new(bin).file_name().is_some_and(|f| f == "agent") => b,
+        _ => bin.to_string(),
+    };
+    match std::env::var("KTK_TARGET_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => {
+            let mut words = r.split_whitespace();
+            let mut c = Command::new(words.next().unwrap_or_default());
+            c.args(words).arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 /// A unique kiosk id, so tests sharing a broker never see each other.
 pub fn unique_kiosk(tag: &str) -> String {
     format!("{tag}-{:08x}", rand::random::<u32>())
@@ -151,7 +172,10 @@ impl Tansu {
         let log = append_log(&self.dir.join("tansu.log"));
         let child = Command::new(tansu_binary())
             .current_dir(&self.dir)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("KTK_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .args([
                 "broker",
                 "--listener-url",
@@ -166,6 +190,9 @@ impl Tansu {
             .expect("tansu must be installed: run scripts/services-up.sh (it installs it)");
         self.child = Some(ChildGuard(child));
         wait_port(self.port, Duration::from_secs(30));
+        if let Some(db) = self.engine.strip_prefix("sqlite://") {
+            index_tansu_headers(&self.dir.join(db));
+        }
     }
 
     /// Stop it hard (SIGKILL).
@@ -173,6 +200,42 @@ impl Tansu {
         self.child.take(); // the guard kills and reaps
     }
 }
+
+/// Tansu 0.6's sqlite schema has no index on its `header` table, and a fetch
+/// looks up each record's headers with a full scan of that table: reading
+/// N records that carry headers costs O(N x all headers stored). The same
+/// index `scripts/services-up.sh` adds makes it a lookup.
+pub fn index_tansu_headers(db: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let done = rusqlite::Connection::open(db).and_then(|c| {
+            c.busy_timeout(Duration::from_secs(5))?;
+            let has_table: bool = c.query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'header'",
+                [],
+                |r| r.get(0),
+            )?;
+            if has_table {
+                c.execute_batch(TANSU_HEADER_INDEX)?;
+            }
+            Ok(has_table)
+        });
+        match done {
+            Ok(true) => return,
+            Ok(false) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => panic!(
+                "cannot index Tansu's header table in {}: {other:?}",
+                db.display()
+            ),
+        }
+    }
+}
+
+/// The index [`index_tansu_headers`] creates.
+pub const TANSU_HEADER_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS ktk_header_record ON header (topition, offset_id)";
 
 /// A MariaDB server of the test's own (data in `dir`), on its own port, with
 /// passwordless root, for tests that stop the database.
