@@ -20,6 +20,7 @@
 //! | [`predictor`]   | the ONNX model, loaded and checked, run by tract | file |
 //! | [`bridge`]      | the MQTT -> Kafka loop with end-to-end acks and retries | MQTT, Kafka |
 //! | [`store`]       | MySQL schema migrations, idempotent batch writes, rebuild | MySQL |
+//! | [`store_worker`] | the database thread: the store's jobs off the poll loop | MySQL |
 //! | [`processor`]   | the Kafka -> MySQL loop: batch, predict, one transaction, commit offsets | Kafka, MySQL |
 //! | [`import`]      | `gateway import FILE` | file, Kafka |
 //! | [`http`]        | `/health` and `/metrics` endpoint | TCP |
@@ -35,6 +36,7 @@ pub mod processor;
 pub mod progress;
 pub mod queue;
 pub mod store;
+pub mod store_worker;
 pub mod training;
 pub mod validate;
 

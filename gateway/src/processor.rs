@@ -4,13 +4,15 @@
 //!
 //! 1. poll up to `processor.batch_max_records` records or
 //!    `processor.batch_max_wait_ms` (a rebalance during the poll discards the
-//!    batch: the new assignment starts again from committed offsets);
+//!    batch and rewinds the partitions still assigned to its first records);
 //! 2. parse records (unparseable ones become dead letters), update the queue
 //!    state in partition order, compute every arrival's features and predict
 //!    the whole batch in one call;
 //! 3. write the batch to MySQL in **one transaction** (idempotent writes, see
-//!    [`crate::store`]); while MySQL fails, pause the partitions, retry with
-//!    backoff and keep the group membership alive;
+//!    [`crate::store`]) on the database thread ([`crate::store_worker`]), so
+//!    a slow or absent database never stops the polling that keeps this
+//!    member in its group; while MySQL fails, pause the partitions and retry
+//!    with backoff;
 //! 4. make dead letters durable, then commit the offsets.
 //!
 //! A crash between 3 and 4 replays the batch; the writes make that a no-op.
@@ -25,10 +27,11 @@ use std::time::{Duration, Instant};
 use contract::config::Config;
 use contract::record::from_json;
 use contract::{Event, EventBody, Status};
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{unbounded, RecvTimeoutError};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -38,7 +41,8 @@ use crate::kafka::{self, PreparedRecord, Token};
 use crate::metrics::{Counter, Exposition, Gauge, Histogram, LabelledCounter, LATENCY_BUCKETS};
 use crate::predictor::Predictor;
 use crate::queue::{QueueBook, Rooms};
-use crate::store::{ArrivalRow, Store, StoreError, WritePlan};
+use crate::store::{ArrivalRow, StoreError, WritePlan};
+use crate::store_worker::{Job, Outcome, StoreWorker};
 use crate::validate::DeadLetter;
 use crate::GatewayError;
 
@@ -191,16 +195,37 @@ impl Observable for ProcessorMetrics {
     }
 }
 
-/// Marks rebalances so the loop can discard its batch and rebuild.
-struct RebalanceFlag(Arc<AtomicBool>);
+/// Marks rebalances so the loop can discard its batch and rebuild, and
+/// takes the consumer lag from librdkafka's statistics (no request to the
+/// broker from the poll loop).
+struct RebalanceFlag(Arc<AtomicBool>, Arc<ProcessorMetrics>);
 
-impl ClientContext for RebalanceFlag {}
+impl ClientContext for RebalanceFlag {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag: i64 = statistics
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+            .map(|p| p.consumer_lag)
+            .sum();
+        self.1.consumer_lag.set(lag);
+    }
+}
 
 impl ConsumerContext for RebalanceFlag {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, r: &Rebalance<'_>) {
         self.0.store(true, Ordering::SeqCst);
         if let Rebalance::Revoke(tpl) = r {
             log::info!("partitions revoked: {}", tpl.count());
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        if let Err(e) = result {
+            log::warn!(
+                "offset commit failed (the batch is stored and will be replayed harmlessly): {e}"
+            );
         }
     }
 
@@ -248,19 +273,30 @@ pub fn run(
         .set("session.timeout.ms", "15000")
         .set("heartbeat.interval.ms", "3000")
         .set("max.poll.interval.ms", "30000")
-        .create_with_context(RebalanceFlag(Arc::clone(&rebalanced)))
+        .set("statistics.interval.ms", "5000")
+        // Fewer, larger fetches: Tansu 0.6's sqlite engine sums record sizes
+        // over the whole backlog of a partition on every fetch, so a fetch
+        // costs as much as the backlog whatever it returns.
+        .set("max.partition.fetch.bytes", "16777216")
+        .create_with_context(RebalanceFlag(Arc::clone(&rebalanced), Arc::clone(&metrics)))
         .map_err(|e| GatewayError::Kafka(format!("creating consumer: {e}")))?;
     consumer
         .subscribe(&[&config.kafka.topic])
         .map_err(|e| GatewayError::Kafka(format!("subscribing to {}: {e}", config.kafka.topic)))?;
     let (dlq_tx, dlq_rx) = unbounded();
     let dlq = kafka::reporting_producer(&config.kafka, dlq_tx)?;
-    let mut store: Option<Store> = None;
+    let db = StoreWorker::start(config.mysql.clone())
+        .map_err(|e| GatewayError::Io(format!("starting the database thread: {e}")))?;
     let mut book = QueueBook::new(rooms);
     let mut predicted: HashMap<(String, String), (f32, contract::UtcMillis)> = HashMap::new();
     let mut need_rebuild = true;
-    let mut last_lag = Instant::now();
     let crash_after_commit = std::env::var_os(CRASH_AFTER_DB_COMMIT).is_some();
+    let group = Group {
+        consumer: &consumer,
+        topic: &config.kafka.topic,
+        rebalanced: &rebalanced,
+        stop: &stop,
+    };
     log::info!(
         "processor in group {} consuming {} at {}",
         config.processor.group_id,
@@ -271,27 +307,22 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, config, &metrics, &stop);
         if rebalanced.swap(false, Ordering::SeqCst) {
-            if !batch.is_empty() {
-                metrics.rebalances.inc();
-            }
             need_rebuild = true;
             let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
             metrics.assigned_partitions.set(assigned as i64);
-            // The new assignment restarts from committed offsets.
             if !batch.is_empty() {
+                // The batch may mix records of the old and the new
+                // assignment: put back what is still ours and start again
+                // from the rebuilt state.
+                metrics.rebalances.inc();
+                group.rewind(&batch);
                 continue;
             }
         }
         if need_rebuild {
-            let Some(st) = with_store(&mut store, config, &metrics, &consumer, &stop) else {
-                continue;
-            };
-            match st
-                .rebuild(rooms)
-                .and_then(|b| Ok((b, st.waiting_predictions()?)))
-            {
-                Ok((b, preds)) => {
-                    book = b;
+            match group.run_db(&db, Job::Rebuild(rooms), &metrics) {
+                Some(Outcome::Rebuilt(b, preds)) => {
+                    book = *b;
                     predicted = preds.into_iter().collect();
                     need_rebuild = false;
                     log::info!(
@@ -299,17 +330,19 @@ pub fn run(
                         predicted.len()
                     );
                 }
-                Err(e) => {
-                    db_failed(&mut store, &metrics, &e);
+                Some(Outcome::Failed(e)) => {
+                    db_failed(&metrics, &e);
+                    group.rewind(&batch);
+                    group.keep_alive(Duration::from_secs(1));
+                    continue;
+                }
+                Some(Outcome::Written) | None => {
+                    group.rewind(&batch);
                     continue;
                 }
             }
         }
         if batch.is_empty() {
-            if last_lag.elapsed() > Duration::from_secs(5) {
-                last_lag = Instant::now();
-                update_lag(&consumer, &metrics);
-            }
             continue;
         }
         metrics.last_batch_size.set(batch.len() as i64);
@@ -367,42 +400,13 @@ pub fn run(
         }
 
         // Write, retrying while the database is away.
-        let mut discarded = false;
-        let mut backoff = Duration::from_millis(200);
-        while !plan.is_empty() {
+        if !plan.is_empty() && !write_with_retry(&group, &db, plan, &metrics) {
             if stop.load(Ordering::Relaxed) {
-                return Ok(());
+                break;
             }
-            let Some(st) = with_store(&mut store, config, &metrics, &consumer, &stop) else {
-                continue;
-            };
-            let started = Instant::now();
-            match st.write(&plan) {
-                Ok(_) => {
-                    metrics.transaction_latency.observe(started.elapsed());
-                    metrics.events_written.add(plan.len() as u64);
-                    metrics.batches.inc();
-                    metrics.db_ok.set(1);
-                    break;
-                }
-                Err(e) => {
-                    metrics.retries.inc();
-                    log::debug!(
-                        "database write failed (attempt {}): {e}",
-                        metrics.retries.get()
-                    );
-                    db_failed(&mut store, &metrics, &e);
-                    if !keep_alive(&consumer, backoff, &stop) || rebalanced.load(Ordering::SeqCst) {
-                        discarded = true;
-                        break;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        if discarded {
             // The state this plan was built on is gone; rebuild and re-consume.
             need_rebuild = true;
+            group.rewind(&batch);
             continue;
         }
         if crash_after_commit {
@@ -439,6 +443,172 @@ pub fn run(
         commit_offsets(&consumer, config, &batch)?;
     }
     Ok(())
+}
+
+/// Write one plan, retrying with backoff while the database fails. Returns
+/// false if the batch must be abandoned (stop, or the assignment changed).
+fn write_with_retry(
+    group: &Group<'_>,
+    db: &StoreWorker,
+    plan: WritePlan,
+    metrics: &ProcessorMetrics,
+) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    let len = plan.len() as u64;
+    let plan = Arc::new(plan);
+    loop {
+        let started = Instant::now();
+        match group.run_db(db, Job::Write(Arc::clone(&plan)), metrics) {
+            Some(Outcome::Written) => {
+                metrics.transaction_latency.observe(started.elapsed());
+                metrics.events_written.add(len);
+                metrics.batches.inc();
+                if metrics.db_ok.get() == 0 {
+                    log::info!("database writes succeed again");
+                }
+                metrics.db_ok.set(1);
+                return true;
+            }
+            Some(Outcome::Failed(e)) => {
+                metrics.retries.inc();
+                log::debug!(
+                    "database write failed (attempt {}): {e}",
+                    metrics.retries.get()
+                );
+                db_failed(metrics, &e);
+                // A refusal will not heal by itself: retry slowly.
+                let wait = if e.is_transient() {
+                    backoff
+                } else {
+                    Duration::from_secs(30)
+                };
+                if !group.keep_alive(wait) || group.rebalanced.load(Ordering::SeqCst) {
+                    return false;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            Some(Outcome::Rebuilt(..)) | None => return false,
+        }
+    }
+}
+
+/// The consumer as the loop uses it between polls: staying in the group
+/// while the database thread works, and putting records back.
+struct Group<'a> {
+    consumer: &'a GroupConsumer,
+    topic: &'a str,
+    rebalanced: &'a AtomicBool,
+    stop: &'a AtomicBool,
+}
+
+impl Group<'_> {
+    /// Run one database job and wait for its outcome, keeping the group
+    /// membership alive if it takes long. `None` if asked to stop.
+    fn run_db(&self, db: &StoreWorker, job: Job, metrics: &ProcessorMetrics) -> Option<Outcome> {
+        if !db.submit(job) {
+            log::error!("the database thread is gone");
+            return None;
+        }
+        let started = Instant::now();
+        let mut paused: Option<TopicPartitionList> = None;
+        let outcome = loop {
+            match db.outcomes().recv_timeout(Duration::from_millis(50)) {
+                Ok(o) => break Some(o),
+                Err(RecvTimeoutError::Disconnected) => break None,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                break None;
+            }
+            // Most transactions take milliseconds; a slow one (a database
+            // coming back) must not cost the group membership.
+            if started.elapsed() > Duration::from_secs(2) {
+                if paused.is_none() {
+                    metrics.db_ok.set(0);
+                    paused = self.pause();
+                }
+                self.poll_paused(Duration::from_millis(50));
+            }
+        };
+        if let Some(a) = paused {
+            let _ = self.consumer.resume(&a);
+        }
+        outcome
+    }
+
+    fn pause(&self) -> Option<TopicPartitionList> {
+        let a = self.consumer.assignment().ok()?;
+        let _ = self.consumer.pause(&a);
+        Some(a)
+    }
+
+    /// Pause the assignment, wait while polling (to stay in the group),
+    /// resume. Returns false if asked to stop.
+    fn keep_alive(&self, wait: Duration) -> bool {
+        let paused = self.pause();
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            self.poll_paused(Duration::from_millis(100));
+        }
+        if let Some(a) = paused {
+            let _ = self.consumer.resume(&a);
+        }
+        true
+    }
+
+    /// Poll a paused consumer: it serves callbacks and rebalances. A record
+    /// fetched before the pause must not be skipped: rewind to it.
+    fn poll_paused(&self, wait: Duration) {
+        if let Some(Ok(msg)) = self.consumer.poll(wait) {
+            let (partition, offset) = (msg.partition(), msg.offset());
+            drop(msg);
+            self.seek(partition, offset);
+        }
+    }
+
+    /// Put back the records of `batch` whose partitions are still assigned:
+    /// the next poll returns them again.
+    fn rewind(&self, batch: &[Polled]) {
+        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+        for p in batch {
+            let e = first.entry(p.partition).or_insert(p.offset);
+            *e = (*e).min(p.offset);
+        }
+        let assigned = self.consumer.assignment().ok();
+        for (partition, offset) in first {
+            let ours = assigned
+                .as_ref()
+                .is_some_and(|a| a.find_partition(self.topic, partition).is_some());
+            if ours {
+                self.seek(partition, offset);
+            }
+        }
+    }
+
+    /// Seek one assigned partition. If that fails the position is unknown,
+    /// so leave and rejoin the group: a fresh assignment starts from the
+    /// committed offsets, which never skip a record.
+    fn seek(&self, partition: i32, offset: i64) {
+        if let Err(e) = self.consumer.seek(
+            self.topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(5),
+        ) {
+            log::warn!(
+                "cannot rewind {}/{partition} to {offset}: {e}; rejoining the group",
+                self.topic
+            );
+            self.consumer.unsubscribe();
+            if let Err(e) = self.consumer.subscribe(&[self.topic]) {
+                log::error!("resubscribing to {}: {e}", self.topic);
+            }
+            self.rebalanced.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Poll records until the batch is full, the wait is over, or a rebalance.
@@ -503,7 +673,11 @@ fn commit_offsets(
         tpl.add_partition_offset(&config.kafka.topic, partition, Offset::Offset(offset))
             .map_err(|e| GatewayError::Kafka(e.to_string()))?;
     }
-    if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
+    // Asynchronous: the broker's answer must never hold up the poll loop
+    // (a slow coordinator would otherwise cost the group membership). A
+    // commit that fails only means a harmless replay; the result is logged
+    // by the context's commit callback.
+    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         // Not fatal: the batch is stored; a later commit or a replay covers it.
         log::warn!(
             "offset commit failed (the batch is stored and will be replayed harmlessly): {e}"
@@ -512,101 +686,15 @@ fn commit_offsets(
     Ok(())
 }
 
-/// The store, connecting if needed; `None` after a failed attempt (backed off).
-fn with_store<'a>(
-    store: &'a mut Option<Store>,
-    config: &Config,
-    metrics: &ProcessorMetrics,
-    consumer: &GroupConsumer,
-    stop: &AtomicBool,
-) -> Option<&'a mut Store> {
-    if store.is_none() {
-        match Store::connect(&config.mysql) {
-            Ok(s) => {
-                if metrics.db_ok.get() == 0 {
-                    log::info!(
-                        "connected to MySQL {}:{}/{}",
-                        config.mysql.host,
-                        config.mysql.port,
-                        config.mysql.database
-                    );
-                }
-                metrics.db_ok.set(1);
-                *store = Some(s);
-            }
-            Err(e) => {
-                db_failed(store, metrics, &e);
-                keep_alive(consumer, Duration::from_secs(1), stop);
-                return None;
-            }
-        }
-    }
-    store.as_mut()
-}
-
-fn db_failed(store: &mut Option<Store>, metrics: &ProcessorMetrics, e: &StoreError) {
+fn db_failed(metrics: &ProcessorMetrics, e: &StoreError) {
     if metrics.db_ok.get() != 0 || !e.is_transient() {
         if e.is_transient() {
             log::warn!("{e}; pausing consumption and retrying with backoff");
         } else {
             log::error!(
-                "{e}; this will not heal by itself: fix the database, the processor retries slowly"
+                "{e}; this will not heal by itself: fix the database, the processor retries every 30 s"
             );
         }
     }
     metrics.db_ok.set(0);
-    *store = None;
-}
-
-/// Pause the assigned partitions, wait while polling (to stay in the group),
-/// resume. Returns false if asked to stop or if the assignment changed.
-fn keep_alive(consumer: &GroupConsumer, wait: Duration, stop: &AtomicBool) -> bool {
-    let assignment = consumer.assignment().ok();
-    if let Some(a) = &assignment {
-        let _ = consumer.pause(a);
-    }
-    let until = Instant::now() + wait;
-    while Instant::now() < until {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        // Paused: poll serves callbacks and heartbeats. A record fetched
-        // before the pause must not be skipped: rewind its partition to it.
-        if let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) {
-            let (topic, partition, offset) =
-                (msg.topic().to_string(), msg.partition(), msg.offset());
-            drop(msg);
-            if let Err(e) = consumer.seek(
-                &topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(5),
-            ) {
-                log::warn!(
-                    "cannot rewind {topic}/{partition} to {offset}: {e}; the batch will be rebuilt"
-                );
-                return false;
-            }
-        }
-    }
-    if let Some(a) = &assignment {
-        let _ = consumer.resume(a);
-    }
-    true
-}
-
-fn update_lag(consumer: &GroupConsumer, metrics: &ProcessorMetrics) {
-    let Ok(position) = consumer.position() else {
-        return;
-    };
-    let mut lag = 0i64;
-    for e in position.elements() {
-        if let (Offset::Offset(pos), Ok((_, high))) = (
-            e.offset(),
-            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2)),
-        ) {
-            lag += (high - pos).max(0);
-        }
-    }
-    metrics.consumer_lag.set(lag);
 }

@@ -385,6 +385,15 @@ impl Store {
             .collect();
         let mut progress = Vec::new();
         for (site, kiosk) in kiosks {
+            // Lock the kiosk's row (creating it if needed) so processors
+            // writing the same kiosk's partitions take turns; a plain
+            // `SELECT ... FOR UPDATE` locks nothing while the row is absent.
+            tx.exec_drop(
+                "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
+                 VALUES (?, ?, 0, 0, 0, '[]', UTC_TIMESTAMP(3))
+                 ON DUPLICATE KEY UPDATE kiosk_id = kiosk_id",
+                (site, kiosk),
+            )?;
             let contiguous: Option<u64> = tx.exec_first(
                 "SELECT contiguous_seq FROM kiosk_progress WHERE site_id = ? AND kiosk_id = ? FOR UPDATE",
                 (site, kiosk),
