@@ -1,5 +1,7 @@
 //! The processor against the real Kafka-compatible broker and MariaDB: each
-//! test has its own topic, consumer group and database.
+//! test has its own Tansu (durable sqlite storage, started in ~0.1 s; a
+//! fresh broker per test keeps Tansu's per-fetch cost, which grows with the
+//! stored backlog, out of other tests), consumer group and database.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -113,7 +115,8 @@ fn wait_for_rows(config: &Config, ledger: u64, secs: u64) {
 #[test]
 fn duplicates_and_out_of_order_statuses_give_one_row_each_with_the_right_outcome() {
     let dir = temp_dir("proc-dup");
-    let config = processor_config(&dir, &shared_kafka());
+    let kafka = Tansu::start(&dir);
+    let config = processor_config(&dir, &kafka.bootstrap());
     require_service(3306, "MariaDB");
     let k = "kiosk-a";
     let events = vec![
@@ -161,7 +164,8 @@ fn duplicates_and_out_of_order_statuses_give_one_row_each_with_the_right_outcome
 #[test]
 fn a_garbage_record_is_dead_lettered_and_the_rest_are_stored() {
     let dir = temp_dir("proc-dlq");
-    let config = processor_config(&dir, &shared_kafka());
+    let kafka = Tansu::start(&dir);
+    let config = processor_config(&dir, &kafka.bootstrap());
     require_service(3306, "MariaDB");
     let events = simulated("kiosk-g", 200, 3);
     produce_events(&config, &events[..100]);
@@ -213,7 +217,8 @@ fn spawn_processor(config_path: &std::path::Path, crash_after_commit: bool) -> C
 #[test]
 fn kill_between_the_database_commit_and_the_offset_commit_neither_loses_nor_doubles() {
     let dir = temp_dir("proc-crash");
-    let mut config = processor_config(&dir, &shared_kafka());
+    let kafka = Tansu::start(&dir);
+    let mut config = processor_config(&dir, &kafka.bootstrap());
     config.processor.batch_max_records = 300;
     require_service(3306, "MariaDB");
     let events = simulated("kiosk-c", 1500, 4);
@@ -300,4 +305,85 @@ fn migrations_run_on_an_empty_database_and_leave_a_current_one_untouched() {
             "missing column {c}"
         );
     }
+}
+
+/// Produce `events` in chunks of `chunk`, pausing `pause` between chunks, on
+/// a thread of its own: the load keeps coming while a test injects a fault.
+fn produce_over_time(
+    config: &Config,
+    events: Vec<Event>,
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let config = config.clone();
+    std::thread::spawn(move || {
+        gateway::kafka::ensure_topics(&config.kafka).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let producer = gateway::kafka::reporting_producer(&config.kafka, tx).unwrap();
+        for c in events.chunks(chunk) {
+            for e in c {
+                let record = gateway::kafka::PreparedRecord::event(&config.kafka.topic, e);
+                let token = gateway::kafka::Token {
+                    batch: 0,
+                    attempt: 1,
+                    sent_at: std::time::Instant::now(),
+                };
+                gateway::kafka::send_record(&producer, &record, token).unwrap();
+            }
+            std::thread::sleep(pause);
+        }
+        gateway::kafka::flush(&producer, Duration::from_secs(120)).unwrap();
+        assert!(rx.try_iter().all(|d| d.error.is_none()));
+    })
+}
+
+#[test]
+fn mariadb_killed_under_load_and_restarted_every_event_is_stored_exactly_once() {
+    let dir = temp_dir("proc-dbdown");
+    let kafka = Tansu::start(&dir);
+    let mut config = processor_config(&dir, &kafka.bootstrap());
+    let mut mariadb = MariaDb::start(&dir);
+    config.mysql.port = mariadb.port;
+    config.processor.batch_max_records = 500;
+    let events = simulated("kiosk-d", 20_000, 6);
+    let producer = produce_over_time(&config, events.clone(), 1000, Duration::from_millis(300));
+    let path = write_config(&dir, "processor.toml", &config);
+    let mut processor = spawn_processor(&path, false);
+    wait_for_rows(&config, 2000, 60);
+    mariadb.kill();
+    std::thread::sleep(Duration::from_secs(6));
+    mariadb.restart();
+    producer.join().unwrap();
+    wait_for_rows(&config, 20_000, 180);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_exactly_once(&config, "kiosk-d", &events);
+    assert!(processor.try_wait().is_none(), "the processor kept running");
+}
+
+/// Ignored: on Tansu 0.6 this fails about one run in three. When the killed
+/// member dies around a rebalance, the coordinator drops it after the
+/// session timeout but hands the survivor its previous half of the
+/// partitions again, so the dead member's partitions are never consumed
+/// (seen with `KTK_TANSU_LOG=tansu_broker::coordinator=info`). Issue 6
+/// stays open on it; run with `cargo test -- --ignored two_processors`.
+#[test]
+#[ignore = "Tansu 0.6 group coordinator re-assigns a dead member's partitions to nobody (issue 6)"]
+fn two_processors_in_one_group_one_killed_its_partitions_move_and_nothing_is_lost() {
+    let dir = temp_dir("proc-group");
+    let kafka = Tansu::start(&dir);
+    let mut config = processor_config(&dir, &kafka.bootstrap());
+    require_service(3306, "MariaDB");
+    config.processor.batch_max_records = 300;
+    let events = simulated("kiosk-f", 12_000, 8);
+    let path = write_config(&dir, "processor.toml", &config);
+    let mut first = spawn_processor(&path, false);
+    let mut second = spawn_processor(&path, false);
+    let producer = produce_over_time(&config, events.clone(), 500, Duration::from_millis(500));
+    wait_for_rows(&config, 2000, 90);
+    first.kill();
+    producer.join().unwrap();
+    wait_for_rows(&config, 12_000, 180);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_exactly_once(&config, "kiosk-f", &events);
+    assert!(second.try_wait().is_none(), "the survivor kept running");
 }

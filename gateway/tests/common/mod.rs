@@ -218,7 +218,8 @@ pub fn write_config(dir: &Path, name: &str, config: &Config) -> std::path::PathB
     p
 }
 
-fn toml_of(config: &Config) -> String {
+/// A config as a TOML file the programs accept (secrets left out).
+pub fn toml_of(config: &Config) -> String {
     // Secrets serialize as empty strings; drop them so the file is accepted.
     let mut t = toml::Table::try_from(config).unwrap();
     for section in ["mqtt", "mysql"] {
