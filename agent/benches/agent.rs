@@ -6,10 +6,15 @@
 //!    to a private Mosquitto, acknowledged by a stand-in gateway, events/s,
 //!    with the agent's resident memory sampled throughout.
 //!
-//! `KTK_BENCH_REPLAY_EVENTS` changes the backlog size.
+//! 3. idle: resident memory of a connected agent with nothing to do.
+//!
+//! `KTK_BENCH_REPLAY_EVENTS` changes the backlog size; `KTK_BENCH_ONLY`
+//! picks parts (`ingest`, `idle`, `replay`); `KTK_AGENT_BIN` and
+//! `KTK_TARGET_RUNNER` run another build of the agent, e.g. the aarch64 one
+//! under qemu.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agent::outbox::Outbox;
@@ -99,7 +104,7 @@ fn replay(n: u64) {
     let responder = Responder::ack_only(broker.port, "site-b", "kiosk-replay");
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent"))
+    let mut child = testkit::program(env!("CARGO_BIN_EXE_agent"))
         .args([
             "--config",
             config.to_str().unwrap(),
@@ -145,16 +150,70 @@ fn replay(n: u64) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Resident memory of an agent with an empty outbox, connected and idle
+/// (simulation off), sampled for 10 s after a 3 s warm-up.
+fn idle() {
+    let dir = temp_dir("bench-idle");
+    let broker = Mosquitto::start(&dir);
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nsite_id = \"site-b\"\nkiosk_id = \"kiosk-idle\"\n\
+             [agent.outbox]\npath = \"{}\"\n[mqtt]\nport = {}\n",
+            dir.join("outbox.db").display(),
+            broker.port
+        ),
+    )
+    .unwrap();
+    let mut child = testkit::program(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--no-simulation",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut peak = 0;
+    for _ in 0..100 {
+        if let Some(rss) = rss_kib(child.id()) {
+            peak = peak.max(rss);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("idle agent (connected, empty outbox): peak RSS {peak} KiB");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn main() {
     // `cargo test` runs benches with --test-ish arguments only when asked; a
     // plain `cargo bench` passes `--bench`.
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    for (label, sync) in [("FULL", Synchronous::Full), ("NORMAL", Synchronous::Normal)] {
-        let n = 500_000;
-        let rate = ingest(n, sync);
-        println!("durable ingest, synchronous={label}: {n} events, {rate:.0} events/s");
+    // KTK_BENCH_ONLY=idle,replay runs only those parts (e.g. for a cross
+    // build under qemu: KTK_AGENT_BIN + KTK_TARGET_RUNNER, see BENCHMARKS.md).
+    let only = std::env::var("KTK_BENCH_ONLY").unwrap_or_default();
+    let wanted = |part: &str| only.is_empty() || only.split(',').any(|p| p == part);
+    if wanted("ingest") {
+        for (label, sync) in [("FULL", Synchronous::Full), ("NORMAL", Synchronous::Normal)] {
+            let n = 500_000;
+            let rate = ingest(n, sync);
+            println!("durable ingest, synchronous={label}: {n} events, {rate:.0} events/s");
+        }
+    }
+    if wanted("idle") {
+        idle();
+    }
+    if !wanted("replay") {
+        return;
     }
     let n: u64 = std::env::var("KTK_BENCH_REPLAY_EVENTS")
         .ok()

@@ -2,7 +2,7 @@
 //! for the gateway: outages, withheld acks, kill -9, the outbox cap.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -230,7 +230,7 @@ fn kill_9_during_ingest_then_restart_continues_seq_and_delivers_everything() {
     let agent_bin = env!("CARGO_BIN_EXE_agent");
     let spawn = |extra: &[&str]| {
         ChildGuard(
-            Command::new(agent_bin)
+            program(agent_bin)
                 .arg("--config")
                 .arg(&config_path)
                 .arg("run")
@@ -286,4 +286,77 @@ fn kill_9_during_ingest_then_restart_continues_seq_and_delivers_everything() {
         .stats()
         .unwrap();
     assert_eq!((stats.backlog, stats.next_seq), (0, total + 1));
+}
+
+/// The scripted kiosk check (also run on the cross-compiled agent under
+/// qemu by `scripts/cross-build.sh TARGET --test`): the `agent` program
+/// itself keeps checking patients in while its broker is down, then
+/// delivers the whole backlog once the broker is back, and exits drained.
+#[test]
+fn the_agent_program_buffers_while_the_broker_is_down_and_delivers_after_it_returns() {
+    let dir = temp_dir("bin-outage");
+    let mut broker = Mosquitto::start(&dir);
+    broker.kill();
+    let kiosk = unique_kiosk("bin");
+    let outbox_path = dir.join("outbox.db");
+    let config_path = dir.join("agent.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[agent]\nsite_id = \"site-t\"\nkiosk_id = \"{kiosk}\"\nstatus_interval_ms = 500\n\
+             [agent.outbox]\npath = \"{}\"\n\
+             [agent.forwarder]\nack_timeout_ms = 2000\nreconnect_min_ms = 50\nreconnect_max_ms = 500\n\
+             [agent.simulation]\nseed = 11\nclock_speed = 0.0\narrivals_per_hour = 500.0\n\
+             [mqtt]\nport = {}\n",
+            outbox_path.display(),
+            broker.port
+        ),
+    )
+    .unwrap();
+    let n = 3000u64;
+    let mut agent = ChildGuard(
+        program(env!("CARGO_BIN_EXE_agent"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["run", "--events", &n.to_string(), "--drain"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Broker down: every check-in is kept.
+    let outbox_cfg = contract::config::OutboxConfig {
+        path: outbox_path.display().to_string(),
+        ..Default::default()
+    };
+    wait_until(Duration::from_secs(120), "all check-ins buffered", || {
+        Outbox::open(&outbox_cfg, "site-t", &kiosk)
+            .ok()
+            .and_then(|o| o.stats().ok())
+            .is_some_and(|s| s.backlog == n)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(agent.try_wait().is_none(), "still waiting to drain");
+    // Broker back, gateway acknowledging: the backlog drains and the agent exits.
+    broker.restart();
+    let gateway = Responder::start(broker.port, "site-t", &kiosk);
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = agent.try_wait() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent did not drain within 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "agent exit status {status}");
+    assert_eq!(gateway.distinct() as u64, n, "every check-in delivered");
+    let stats = Outbox::open(&outbox_cfg, "site-t", &kiosk)
+        .unwrap()
+        .stats()
+        .unwrap();
+    assert_eq!(stats.backlog, 0);
+    assert_eq!(stats.next_seq, n + 1);
 }
