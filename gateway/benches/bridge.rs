@@ -11,44 +11,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agent::sim::Reception;
-use contract::config::{Config, SimulationConfig};
+use contract::config::Config;
 use contract::mqtt::events_topic;
 use contract::wire::encode_batch;
-use contract::{Event, Identity, UtcMillis};
+use contract::Event;
 use crossbeam_channel::unbounded;
 use gateway::bridge::{self, BridgeMetrics};
 use gateway::kafka::{self, PreparedRecord, Token};
 use rumqttc::{Client, MqttOptions, QoS};
 use testkit::{temp_dir, wait_until, Mosquitto, Tansu};
 
-const KIOSKS: u64 = 8;
-const BATCH: usize = 500;
+mod common;
+use common::{events, KIOSKS};
 
-fn events(n: u64) -> Vec<Event> {
-    let cfg = SimulationConfig {
-        arrivals_per_hour: 60.0,
-        ..SimulationConfig::default()
-    };
-    let mut sims: Vec<Reception> = (0..KIOSKS)
-        .map(|k| Reception::new(&cfg, k + 1, UtcMillis::from_parts(2026, 12, 7, 0, 0, 0, 0)))
-        .collect();
-    (0..n)
-        .map(|i| {
-            let k = i % KIOSKS;
-            let (_, body) = sims[k as usize].next_event().unwrap();
-            Event {
-                identity: Identity {
-                    site_id: "site-b".into(),
-                    kiosk_id: format!("kiosk-{k}"),
-                    seq: i / KIOSKS + 1,
-                    created_at: UtcMillis::now(),
-                },
-                body,
-            }
-        })
-        .collect()
-}
+const BATCH: usize = 500;
 
 fn config(dir: &std::path::Path, mqtt: u16, kafka: &str, tag: &str) -> Config {
     let mut c = Config::default();

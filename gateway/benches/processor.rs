@@ -1,0 +1,211 @@
+//! Processor benchmark (`cargo bench -p gateway --bench processor`): Kafka ->
+//! MySQL events/s through the real processor (queue state, features, one
+//! prediction call and one transaction per batch, offsets committed after
+//! the database), beside two limits measured in the same run:
+//!
+//! 1. MariaDB's own multi-row insert limit: rows shaped like `patients`,
+//!    1,000-row `INSERT ... ON DUPLICATE KEY UPDATE` statements with bound
+//!    parameters, one transaction per 2,000 rows (the processor's batch);
+//! 2. the broker's read limit: a plain consumer reading the same topic.
+//!
+//! A private Tansu with durable sqlite storage; the machine's MariaDB
+//! (database `ktk_bench_processor`, dropped first). `KTK_BENCH_EVENTS` sets
+//! the events per run (default 200,000).
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contract::config::{Config, MysqlConfig};
+use contract::{Event, EventBody};
+use gateway::kafka::{self, PreparedRecord, Token};
+use gateway::processor::{self, ProcessorMetrics};
+use mysql::prelude::Queryable;
+use mysql::{Conn, TxOpts, Value};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use testkit::{temp_dir, wait_until, Tansu};
+
+mod common;
+use common::events;
+
+const DB: &str = "ktk_bench_processor";
+
+fn config(kafka: &str) -> Config {
+    let mut c = Config::default();
+    c.kafka.bootstrap_servers = kafka.into();
+    c.kafka.topic = "bench_processor".into();
+    c.kafka.dlq_topic = "bench_processor.dlq".into();
+    c.processor.group_id = "bench-processors".into();
+    c.processor.metrics_addr = String::new();
+    c.mysql.database = DB.into();
+    c.model.path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wait_time.onnx").into();
+    c
+}
+
+fn produce(c: &Config, events: &[Event]) -> f64 {
+    kafka::ensure_topics(&c.kafka).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let producer = kafka::reporting_producer(&c.kafka, tx).unwrap();
+    let start = Instant::now();
+    for e in events {
+        let token = Token {
+            batch: 0,
+            attempt: 1,
+            sent_at: Instant::now(),
+        };
+        kafka::send_record(&producer, &PreparedRecord::event(&c.kafka.topic, e), token).unwrap();
+    }
+    kafka::flush(&producer, Duration::from_secs(600)).unwrap();
+    assert_eq!(rx.try_iter().filter(|d| d.error.is_some()).count(), 0);
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// A plain consumer reading the whole topic: the broker's read limit.
+fn consumer_limit(c: &Config, n: usize) -> f64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &c.kafka.bootstrap_servers)
+        .set("group.id", "bench-plain-reader")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&c.kafka.topic]).unwrap();
+    let mut seen = 0;
+    let mut start = None;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen < n && Instant::now() < deadline {
+        if let Some(Ok(_)) = consumer.poll(Duration::from_millis(100)) {
+            start.get_or_insert_with(Instant::now);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, n, "the plain consumer read the whole topic");
+    n as f64 / start.unwrap().elapsed().as_secs_f64()
+}
+
+/// MariaDB's multi-row insert limit for rows like `patients`.
+fn mariadb_limit(cfg: &MysqlConfig, events: &[Event]) -> f64 {
+    let mut conn = Conn::new(gateway::store::opts(cfg, true)).unwrap();
+    conn.query_drop(
+        "CREATE TABLE raw_limit (
+            id INT AUTO_INCREMENT PRIMARY KEY,
+            event_id VARCHAR(80) NOT NULL, patient_id VARCHAR(50), patient_name VARCHAR(100),
+            arrival_time DATETIME(3), modality VARCHAR(20), site_id VARCHAR(32) NOT NULL,
+            kiosk_id VARCHAR(32) NOT NULL, seq BIGINT UNSIGNED NOT NULL, predicted_wait_minutes FLOAT,
+            ingested_at DATETIME(3) NOT NULL,
+            UNIQUE KEY uq_raw_event (event_id)
+         ) ENGINE=InnoDB",
+    )
+    .unwrap();
+    let row = "(?, ?, ?, UTC_TIMESTAMP(3), ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))";
+    let start = Instant::now();
+    for batch in events.chunks(2000) {
+        let mut tx = conn.start_transaction(TxOpts::default()).unwrap();
+        for chunk in batch.chunks(1000) {
+            let mut params = Vec::with_capacity(chunk.len() * 8);
+            for e in chunk {
+                let (patient, modality) = match &e.body {
+                    EventBody::Arrival(a) => (a.patient_id.clone(), a.modality.as_str()),
+                    EventBody::StatusChange(s) => (s.patient_id.clone(), s.modality.as_str()),
+                };
+                params.extend([
+                    Value::from(e.event_id()),
+                    Value::from(patient),
+                    Value::from("Bench Patient"),
+                    Value::from(modality),
+                    Value::from(&e.identity.site_id),
+                    Value::from(&e.identity.kiosk_id),
+                    Value::from(e.identity.seq),
+                    Value::from(30.0f32),
+                ]);
+            }
+            let values = vec![row; chunk.len()].join(", ");
+            tx.exec_drop(
+                format!(
+                    "INSERT INTO raw_limit (event_id, patient_id, patient_name, arrival_time, modality,
+                        site_id, kiosk_id, seq, predicted_wait_minutes, ingested_at)
+                     VALUES {values} ON DUPLICATE KEY UPDATE seq = VALUES(seq)"
+                ),
+                params,
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    events.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The real processor, from the first record consumed to the last event stored.
+fn processor_rate(c: &Config, n: u64) -> (f64, Arc<ProcessorMetrics>) {
+    let metrics = Arc::new(ProcessorMetrics::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (c, metrics, stop) = (c.clone(), metrics.clone(), stop.clone());
+        std::thread::spawn(move || processor::run(&c, stop, metrics))
+    };
+    wait_until(Duration::from_secs(120), "first record consumed", || {
+        metrics.records_consumed.get() > 0
+    });
+    let start = Instant::now();
+    wait_until(Duration::from_secs(900), "every event stored", || {
+        metrics.events_written.get() >= n
+    });
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    thread.join().unwrap().unwrap();
+    (rate, metrics)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: u64 = std::env::var("KTK_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let events = events(n);
+    let dir = temp_dir("bench-processor");
+    let tansu = Tansu::start(&dir);
+    let c = config(&tansu.bootstrap());
+    {
+        let mut admin = Conn::new(gateway::store::opts(&c.mysql, false)).unwrap();
+        admin
+            .query_drop(format!("DROP DATABASE IF EXISTS {DB}"))
+            .unwrap();
+        admin.query_drop(format!("CREATE DATABASE {DB}")).unwrap();
+    }
+    let produced = produce(&c, &events);
+    let read = consumer_limit(&c, events.len());
+    let db_limit = mariadb_limit(&c.mysql, &events);
+    let (rate, m) = processor_rate(&c, n);
+    let mut conn = Conn::new(gateway::store::opts(&c.mysql, true)).unwrap();
+    let ledger: u64 = conn
+        .query_first("SELECT COUNT(*) FROM event_ledger")
+        .unwrap()
+        .unwrap();
+    assert_eq!(ledger, n, "every event stored once");
+    println!(
+        "{n} events from {} kiosks (Tansu sqlite, MariaDB InnoDB)",
+        common::KIOSKS
+    );
+    println!("  produce (setup)                 {produced:>9.0} events/s");
+    println!("  broker read limit (plain consumer) {read:>6.0} events/s");
+    println!("  MariaDB multi-row insert limit  {db_limit:>9.0} rows/s");
+    println!(
+        "  processor Kafka -> MySQL        {rate:>9.0} events/s = {:.0}% of the MariaDB limit, {:.0}% of the read limit",
+        100.0 * rate / db_limit,
+        100.0 * rate / read
+    );
+    println!(
+        "  transactions {}, p50/p99 {:.1}/{:.1} ms, mean batch {:.0} events",
+        m.batches.get(),
+        1000.0 * m.transaction_latency.quantile(0.5),
+        1000.0 * m.transaction_latency.quantile(0.99),
+        n as f64 / m.batches.get().max(1) as f64
+    );
+    drop(tansu);
+    let _ = std::fs::remove_dir_all(dir);
+}
