@@ -28,10 +28,13 @@ fn submit_n(kiosk: &Kiosk, n: u64) {
 #[test]
 fn broker_outage_mid_run_loses_nothing_and_keeps_order() {
     let dir = temp_dir("outage");
-    let mut broker = Mosquitto::start(&dir);
+    // Persistent broker and subscriber, as in production: otherwise the
+    // stand-in gateway misses what the kiosk sends while it resubscribes
+    // after the restart, and sees those events late (resent), out of order.
+    let mut broker = Mosquitto::start_persistent(&dir);
     let kiosk_id = unique_kiosk("k-outage");
     let config = kiosk_config(&dir, broker.port, &kiosk_id);
-    let responder = Responder::start(broker.port, "site-t", &kiosk_id);
+    let responder = Responder::start_persistent(broker.port, "site-t", &kiosk_id);
     let kiosk = Kiosk::start(&config).unwrap();
     let writer = kiosk.writer().unwrap();
 

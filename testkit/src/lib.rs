@@ -78,12 +78,29 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(dir: &Path) -> Mosquitto {
+        Self::start_with(dir, "persistence false\n".into())
+    }
+
+    /// One that saves sessions and subscriptions to disk on every change,
+    /// so a persistent subscriber's session survives a SIGKILL and restart
+    /// (messages published while it reconnects are queued, not discarded).
+    pub fn start_persistent(dir: &Path) -> Mosquitto {
+        Self::start_with(
+            dir,
+            format!(
+                "persistence true\npersistence_location {}/\nautosave_interval 1\nautosave_on_changes true\n",
+                dir.display()
+            ),
+        )
+    }
+
+    fn start_with(dir: &Path, persistence: String) -> Mosquitto {
         let port = free_port();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\n{persistence}max_queued_messages 100000\n"
             ),
         )
         .unwrap();
@@ -411,19 +428,27 @@ pub struct Responder {
 impl Responder {
     /// A responder that records every event it sees (for assertions).
     pub fn start(port: u16, site: &str, kiosk: &str) -> Responder {
-        Self::start_with(port, site, kiosk, true)
+        Self::start_with(port, site, kiosk, true, true)
     }
 
     /// A responder that only counts and acks (for benchmarks).
     pub fn ack_only(port: u16, site: &str, kiosk: &str) -> Responder {
-        Self::start_with(port, site, kiosk, false)
+        Self::start_with(port, site, kiosk, false, true)
     }
 
-    fn start_with(port: u16, site: &str, kiosk: &str, record: bool) -> Responder {
+    /// A recording responder with a persistent session (with
+    /// [`Mosquitto::start_persistent`], it misses nothing across a broker
+    /// restart, as the bridge would not).
+    pub fn start_persistent(port: u16, site: &str, kiosk: &str) -> Responder {
+        Self::start_with(port, site, kiosk, true, false)
+    }
+
+    fn start_with(port: u16, site: &str, kiosk: &str, record: bool, clean: bool) -> Responder {
         let id = format!("responder-{:08x}", rand::random::<u32>());
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_max_packet_size(16 << 20, 16 << 20)
-            .set_keep_alive(Duration::from_secs(5));
+            .set_keep_alive(Duration::from_secs(5))
+            .set_clean_session(clean);
         let (client, mut connection) = Client::new(o, 1000);
         let seen = Arc::new(Mutex::new(Seen::default()));
         let acking = Arc::new(AtomicBool::new(true));
