@@ -278,6 +278,10 @@ pub fn run(
         // over the whole backlog of a partition on every fetch, so a fetch
         // costs as much as the backlog whatever it returns.
         .set("max.partition.fetch.bytes", "16777216")
+        // Tansu answers an empty fetch only after the full wait (it checks
+        // for new records every 250 ms), so the default 500 ms wait is
+        // latency every idle partition adds to a new check-in.
+        .set("fetch.wait.max.ms", "50")
         .create_with_context(RebalanceFlag(Arc::clone(&rebalanced), Arc::clone(&metrics)))
         .map_err(|e| GatewayError::Kafka(format!("creating consumer: {e}")))?;
     consumer
