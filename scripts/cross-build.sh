@@ -59,7 +59,7 @@ fi
 
 log "building agent for $target (profile kiosk)"
 cargo build -p agent --profile kiosk --target "$target" --locked
-bin="target/$target/kiosk/agent"
+bin="${CARGO_TARGET_DIR:-target}/$target/kiosk/agent"
 
 # Shared libraries the binary asks for: the C runtime only.
 needed=$(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')
