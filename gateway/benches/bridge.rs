@@ -15,14 +15,12 @@ use contract::config::Config;
 use contract::mqtt::events_topic;
 use contract::wire::encode_batch;
 use contract::Event;
-use crossbeam_channel::unbounded;
 use gateway::bridge::{self, BridgeMetrics};
-use gateway::kafka::{self, PreparedRecord, Token};
 use rumqttc::{Client, MqttOptions, QoS};
 use testkit::{temp_dir, wait_until, Mosquitto, Tansu};
 
 mod common;
-use common::{events, KIOSKS};
+use common::{events, producer_limit, KIOSKS};
 
 const BATCH: usize = 500;
 
@@ -36,31 +34,6 @@ fn config(dir: &std::path::Path, mqtt: u16, kafka: &str, tag: &str) -> Config {
     c.bridge.metrics_addr = String::new();
     c.agent.outbox.path = dir.join("unused.db").display().to_string();
     c
-}
-
-/// The broker's own limit: a plain producer, same settings, same records.
-fn producer_limit(c: &Config, events: &[Event]) -> f64 {
-    kafka::ensure_topics(&c.kafka).unwrap();
-    let records: Vec<PreparedRecord> = events
-        .iter()
-        .map(|e| PreparedRecord::event(&c.kafka.topic, e))
-        .collect();
-    let (tx, rx) = unbounded();
-    let producer = kafka::reporting_producer(&c.kafka, tx).unwrap();
-    let start = Instant::now();
-    for r in &records {
-        let token = Token {
-            batch: 0,
-            attempt: 1,
-            sent_at: Instant::now(),
-        };
-        kafka::send_record(&producer, r, token).unwrap();
-    }
-    kafka::flush(&producer, Duration::from_secs(600)).unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    let failed = rx.try_iter().filter(|d| d.error.is_some()).count();
-    assert_eq!(failed, 0);
-    events.len() as f64 / secs
 }
 
 /// Kiosk batches published to MQTT, carried by the bridge, confirmed by Kafka.

@@ -17,18 +17,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contract::config::{Config, MysqlConfig};
-use contract::{Event, EventBody};
-use gateway::kafka::{self, PreparedRecord, Token};
+use contract::config::Config;
 use gateway::processor::{self, ProcessorMetrics};
 use mysql::prelude::Queryable;
-use mysql::{Conn, TxOpts, Value};
+use mysql::Conn;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use testkit::{temp_dir, wait_until, Tansu};
 
 mod common;
-use common::events;
+use common::{events, mariadb_limit, producer_limit};
 
 const DB: &str = "ktk_bench_processor";
 
@@ -42,24 +40,6 @@ fn config(kafka: &str) -> Config {
     c.mysql.database = DB.into();
     c.model.path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/wait_time.onnx").into();
     c
-}
-
-fn produce(c: &Config, events: &[Event]) -> f64 {
-    kafka::ensure_topics(&c.kafka).unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let producer = kafka::reporting_producer(&c.kafka, tx).unwrap();
-    let start = Instant::now();
-    for e in events {
-        let token = Token {
-            batch: 0,
-            attempt: 1,
-            sent_at: Instant::now(),
-        };
-        kafka::send_record(&producer, &PreparedRecord::event(&c.kafka.topic, e), token).unwrap();
-    }
-    kafka::flush(&producer, Duration::from_secs(600)).unwrap();
-    assert_eq!(rx.try_iter().filter(|d| d.error.is_some()).count(), 0);
-    events.len() as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A plain consumer reading the whole topic: the broker's read limit.
@@ -83,58 +63,6 @@ fn consumer_limit(c: &Config, n: usize) -> f64 {
     }
     assert_eq!(seen, n, "the plain consumer read the whole topic");
     n as f64 / start.unwrap().elapsed().as_secs_f64()
-}
-
-/// MariaDB's multi-row insert limit for rows like `patients`.
-fn mariadb_limit(cfg: &MysqlConfig, events: &[Event]) -> f64 {
-    let mut conn = Conn::new(gateway::store::opts(cfg, true)).unwrap();
-    conn.query_drop(
-        "CREATE TABLE raw_limit (
-            id INT AUTO_INCREMENT PRIMARY KEY,
-            event_id VARCHAR(80) NOT NULL, patient_id VARCHAR(50), patient_name VARCHAR(100),
-            arrival_time DATETIME(3), modality VARCHAR(20), site_id VARCHAR(32) NOT NULL,
-            kiosk_id VARCHAR(32) NOT NULL, seq BIGINT UNSIGNED NOT NULL, predicted_wait_minutes FLOAT,
-            ingested_at DATETIME(3) NOT NULL,
-            UNIQUE KEY uq_raw_event (event_id)
-         ) ENGINE=InnoDB",
-    )
-    .unwrap();
-    let row = "(?, ?, ?, UTC_TIMESTAMP(3), ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))";
-    let start = Instant::now();
-    for batch in events.chunks(2000) {
-        let mut tx = conn.start_transaction(TxOpts::default()).unwrap();
-        for chunk in batch.chunks(1000) {
-            let mut params = Vec::with_capacity(chunk.len() * 8);
-            for e in chunk {
-                let (patient, modality) = match &e.body {
-                    EventBody::Arrival(a) => (a.patient_id.clone(), a.modality.as_str()),
-                    EventBody::StatusChange(s) => (s.patient_id.clone(), s.modality.as_str()),
-                };
-                params.extend([
-                    Value::from(e.event_id()),
-                    Value::from(patient),
-                    Value::from("Bench Patient"),
-                    Value::from(modality),
-                    Value::from(&e.identity.site_id),
-                    Value::from(&e.identity.kiosk_id),
-                    Value::from(e.identity.seq),
-                    Value::from(30.0f32),
-                ]);
-            }
-            let values = vec![row; chunk.len()].join(", ");
-            tx.exec_drop(
-                format!(
-                    "INSERT INTO raw_limit (event_id, patient_id, patient_name, arrival_time, modality,
-                        site_id, kiosk_id, seq, predicted_wait_minutes, ingested_at)
-                     VALUES {values} ON DUPLICATE KEY UPDATE seq = VALUES(seq)"
-                ),
-                params,
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-    }
-    events.len() as f64 / start.elapsed().as_secs_f64()
 }
 
 /// The real processor, from the first record consumed to the last event stored.
@@ -177,7 +105,7 @@ fn main() {
             .unwrap();
         admin.query_drop(format!("CREATE DATABASE {DB}")).unwrap();
     }
-    let produced = produce(&c, &events);
+    let produced = producer_limit(&c, &events);
     let read = consumer_limit(&c, events.len());
     let db_limit = mariadb_limit(&c.mysql, &events);
     let (rate, m) = processor_rate(&c, n);

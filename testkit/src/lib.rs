@@ -125,6 +125,11 @@ impl Mosquitto {
         wait_port(self.port, Duration::from_secs(10));
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.0.id())
+    }
+
     /// Stop it hard (SIGKILL): no goodbye to clients.
     pub fn kill(&mut self) {
         self.child.take(); // the guard kills and reaps
@@ -177,6 +182,11 @@ impl Tansu {
         };
         t.restart();
         t
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.0.id())
     }
 
     /// `127.0.0.1:PORT`, for `kafka.bootstrap_servers`.

@@ -290,6 +290,12 @@ impl Pipeline {
             .flatten()
     }
 
+    /// Give the bridge and the processor time to connect, subscribe and
+    /// join their group before a measurement starts.
+    pub fn wait_flowing_after_warmup(&self) {
+        std::thread::sleep(Duration::from_secs(4));
+    }
+
     /// Wait until events flow end to end (the bridge is subscribed).
     pub fn wait_flowing(&self, timeout: Duration) {
         wait_until(timeout, "the first events in MySQL", || {
@@ -439,6 +445,50 @@ impl Pipeline {
             });
         }
         Reconciliation { kiosks }
+    }
+
+    /// Every running process of the pipeline: (name, pid).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        let mut out = Vec::new();
+        for k in &self.kiosks {
+            if let Some(c) = &k.child {
+                out.push((format!("agent {}", k.kiosk), c.0.id()));
+            }
+        }
+        for (i, b) in self.bridges.iter().enumerate() {
+            if let Some(c) = b {
+                out.push((format!("bridge {i}"), c.0.id()));
+            }
+        }
+        for (i, p) in self.processors.iter().enumerate() {
+            if let Some(c) = p {
+                out.push((format!("processor {i}"), c.0.id()));
+            }
+        }
+        out.extend(self.mosquitto.pid().map(|p| ("mosquitto".to_string(), p)));
+        out.extend(self.tansu.pid().map(|p| ("tansu".to_string(), p)));
+        out
+    }
+
+    /// Check-in-to-row latencies (ms) of every stored event: MySQL's
+    /// `ingested_at` minus the kiosk's `created_at` (one machine, one clock).
+    pub fn latencies_ms(&self) -> Vec<f64> {
+        let mut db = self.db();
+        let mut v: Vec<f64> = db
+            .query(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, ingested_at) / 1e3 FROM event_ledger",
+            )
+            .unwrap()
+            .into_iter()
+            .map(|x: Option<f64>| x.unwrap_or(f64::NAN))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    }
+
+    /// Events in MySQL now.
+    pub fn stored(&self) -> u64 {
+        self.ledger_count().unwrap_or(0)
     }
 
     pub fn elapsed(&self) -> Duration {
