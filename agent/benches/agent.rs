@@ -63,6 +63,24 @@ fn ingest(n: usize, sync: Synchronous) -> f64 {
     n as f64 / secs
 }
 
+/// The agent program (or the build `KTK_AGENT_BIN` names) forwarding its
+/// outbox without simulating check-ins.
+fn spawn_forwarder(config: &std::path::Path, extra: &[&str]) -> std::process::Child {
+    testkit::program(env!("CARGO_BIN_EXE_agent"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--no-simulation",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -104,19 +122,7 @@ fn replay(n: u64) {
     let responder = Responder::ack_only(broker.port, "site-b", "kiosk-replay");
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
-    let mut child = testkit::program(env!("CARGO_BIN_EXE_agent"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "run",
-            "--no-simulation",
-            "--drain",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_forwarder(&config, &["--drain"]);
     let pid = child.id();
     let mut peak_rss = 0;
     let status = loop {
@@ -166,18 +172,7 @@ fn idle() {
         ),
     )
     .unwrap();
-    let mut child = testkit::program(env!("CARGO_BIN_EXE_agent"))
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "run",
-            "--no-simulation",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_forwarder(&config, &[]);
     std::thread::sleep(Duration::from_secs(3));
     let mut peak = 0;
     for _ in 0..100 {

@@ -96,13 +96,9 @@ fn bridge_rate(c: &Config, events: &[Event]) -> f64 {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some(n) = common::bench_events(200_000) else {
         return;
-    }
-    let n: u64 = std::env::var("KTK_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    };
     let events = events(n);
     for (label, engine) in [
         ("sqlite (durable)", "sqlite://tansu.db"),

@@ -83,13 +83,9 @@ fn latency_at(rate: f64, secs: f64, per_sim_second: f64) -> (u64, f64, [f64; 3])
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some(total) = limits::bench_events(100_000) else {
         return;
-    }
-    let total: u64 = std::env::var("KTK_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    };
     let per_kiosk = total / KIOSKS.len() as u64;
 
     // 2. Sustained, unpaced; raw limits measured on this pipeline's own

@@ -87,13 +87,9 @@ fn processor_rate(c: &Config, n: u64) -> (f64, Arc<ProcessorMetrics>) {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let Some(n) = common::bench_events(200_000) else {
         return;
-    }
-    let n: u64 = std::env::var("KTK_BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    };
     let events = events(n);
     let dir = temp_dir("bench-processor");
     let tansu = Tansu::start(&dir);

@@ -12,6 +12,20 @@ use gateway::kafka::{self, PreparedRecord, Token};
 use mysql::prelude::Queryable;
 use mysql::{Conn, TxOpts, Value};
 
+/// Events per run: `KTK_BENCH_EVENTS` or `default`; `None` when cargo only
+/// lists the benchmarks (`--list`).
+pub fn bench_events(default: u64) -> Option<u64> {
+    if std::env::args().any(|a| a == "--list") {
+        return None;
+    }
+    Some(
+        std::env::var("KTK_BENCH_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
 /// Kiosks in the benchmarks' site.
 pub const KIOSKS: u64 = 8;
 
