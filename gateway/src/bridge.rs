@@ -28,6 +28,7 @@ use rumqttc::{Client, Connection, Event as MqttEvent, MqttOptions, Packet, Publi
 use crate::http::Observable;
 use crate::kafka::{self, Delivered, PreparedRecord, ReportingProducer, Token};
 use crate::metrics::{Counter, Exposition, Gauge, Histogram, LabelledCounter, LATENCY_BUCKETS};
+use crate::puback::PubackOrder;
 use crate::validate::check_message;
 use crate::GatewayError;
 
@@ -256,6 +257,7 @@ pub fn run(
         producer: &producer,
         metrics: &metrics,
         batches: HashMap::new(),
+        pubacks: PubackOrder::default(),
         next_id: 0,
         kafka_down_logged: false,
     };
@@ -263,6 +265,10 @@ pub fn run(
     let _ = client.try_disconnect();
     let _ = kafka::flush(&producer, Duration::from_secs(5));
     drop(client);
+    // With the broker unreachable the DISCONNECT never goes out; the link
+    // thread then ends on its next failed reconnect, when it finds nobody
+    // listening.
+    drop(link_rx);
     let _ = link.join();
     result
 }
@@ -273,6 +279,8 @@ struct BridgeLoop<'a> {
     producer: &'a ReportingProducer,
     metrics: &'a BridgeMetrics,
     batches: HashMap<u64, Batch>,
+    /// PUBACKs held until every earlier message is finished.
+    pubacks: PubackOrder<Publish>,
     next_id: u64,
     kafka_down_logged: bool,
 }
@@ -295,7 +303,11 @@ impl BridgeLoop<'_> {
                 recv(intake) -> msg => match msg {
                     Ok(Link::Message(p)) => self.on_message(p),
                     Ok(Link::Up) => self.metrics.mqtt_connected.set(1),
-                    Ok(Link::Down) => self.metrics.mqtt_connected.set(0),
+                    Ok(Link::Down) => {
+                        self.metrics.mqtt_connected.set(0);
+                        // The broker redelivers what this session did not PUBACK.
+                        self.pubacks.forget_all();
+                    }
                     Err(_) => return Err(GatewayError::Mqtt("MQTT link thread ended".into())),
                 },
                 recv(delivered_rx) -> d => {
@@ -357,6 +369,7 @@ impl BridgeLoop<'_> {
             retry_at: None,
         };
         self.batches.insert(id, batch);
+        self.pubacks.received(id);
         self.produce(id);
     }
 
@@ -451,13 +464,22 @@ impl BridgeLoop<'_> {
                     batch.ack.to_json(),
                 ) {
                     log::error!("cannot publish ack to {site}/{kiosk}: {e}");
-                    return; // no PUBACK: the broker or the kiosk will resend
+                    // No PUBACK: the broker or the kiosk will resend.
+                    self.send_pubacks(id, None);
+                    return;
                 }
                 m.acks_sent.inc();
             }
         }
-        if let Err(e) = self.client.ack(&batch.publish) {
-            log::error!("cannot PUBACK {}: {e}", batch.publish.topic);
+        self.send_pubacks(id, Some(batch.publish));
+    }
+
+    /// Message `id` is finished: send the PUBACKs now due, in arrival order.
+    fn send_pubacks(&mut self, id: u64, puback: Option<Publish>) {
+        for p in self.pubacks.done(id, puback) {
+            if let Err(e) = self.client.ack(&p) {
+                log::error!("cannot PUBACK {}: {e}", p.topic);
+            }
         }
     }
 

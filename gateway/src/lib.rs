@@ -11,6 +11,7 @@
 //! | module          | job | I/O |
 //! |-----------------|-----|-----|
 //! | [`validate`]    | one MQTT message -> events to produce, ranges to ack, dead letters | none |
+//! | [`puback`]      | MQTT PUBACKs released in the order their messages arrived | none |
 //! | [`metrics`]     | counters, gauges, histograms; Prometheus text | none |
 //! | [`kafka`]       | producer settings, topic creation, contract records and headers | Kafka |
 //! | [`queue`]       | waiting-queue state per (site, modality) from the event stream | none |
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod predictor;
 pub mod processor;
 pub mod progress;
+pub mod puback;
 pub mod queue;
 pub mod store;
 pub mod store_worker;
