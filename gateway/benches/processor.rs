@@ -95,7 +95,7 @@ fn main() {
     let tansu = Tansu::start(&dir);
     let c = config(&tansu.bootstrap());
     {
-        let mut admin = Conn::new(gateway::store::opts(&c.mysql, false)).unwrap();
+        let mut admin = Conn::new(gateway::store::mysql::opts(&c.mysql, false)).unwrap();
         admin
             .query_drop(format!("DROP DATABASE IF EXISTS {DB}"))
             .unwrap();
@@ -105,7 +105,7 @@ fn main() {
     let read = consumer_limit(&c, events.len());
     let db_limit = mariadb_limit(&c.mysql, &events);
     let (rate, m) = processor_rate(&c, n);
-    let mut conn = Conn::new(gateway::store::opts(&c.mysql, true)).unwrap();
+    let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
     let ledger: u64 = conn
         .query_first("SELECT COUNT(*) FROM event_ledger")
         .unwrap()

@@ -20,8 +20,8 @@
 //! | [`training`]    | training data: simulation -> queue state -> features -> CSV | file |
 //! | [`predictor`]   | the ONNX model, loaded and checked, run by tract | file |
 //! | [`bridge`]      | the MQTT -> Kafka loop with end-to-end acks and retries | MQTT, Kafka |
-//! | [`store`]       | MySQL schema migrations, idempotent batch writes, rebuild | MySQL |
-//! | [`store_worker`] | the database thread: the store's jobs off the poll loop | MySQL |
+//! | [`store`]       | the storage interface: migrations, idempotent batch writes, rebuild; MySQL and SQLite | MySQL, file |
+//! | [`store_worker`] | the database thread: the store's jobs off the poll loop | database |
 //! | [`processor`]   | the Kafka -> MySQL loop: batch, predict, one transaction, commit offsets | Kafka, MySQL |
 //! | [`import`]      | `gateway import FILE` | file, Kafka |
 //! | [`http`]        | `/health` and `/metrics` endpoint | TCP |

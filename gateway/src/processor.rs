@@ -41,7 +41,7 @@ use crate::kafka::{self, PreparedRecord, Token};
 use crate::metrics::{Counter, Exposition, Gauge, Histogram, LabelledCounter, LATENCY_BUCKETS};
 use crate::predictor::Predictor;
 use crate::queue::{QueueBook, Rooms};
-use crate::store::{ArrivalRow, StoreError, WritePlan};
+use crate::store::{ArrivalRow, Database, StoreError, WritePlan};
 use crate::store_worker::{Job, Outcome, StoreWorker};
 use crate::validate::DeadLetter;
 use crate::GatewayError;
@@ -246,9 +246,19 @@ struct Polled {
     parsed: Result<Event, DeadLetter>,
 }
 
-/// Run the processor until `stop` is set.
+/// Run the processor on the configured MySQL until `stop` is set.
 pub fn run(
     config: &Config,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<ProcessorMetrics>,
+) -> Result<(), GatewayError> {
+    run_on(config, Database::Mysql(config.mysql.clone()), stop, metrics)
+}
+
+/// Run the processor on `database` until `stop` is set.
+pub fn run_on(
+    config: &Config,
+    database: Database,
     stop: Arc<AtomicBool>,
     metrics: Arc<ProcessorMetrics>,
 ) -> Result<(), GatewayError> {
@@ -289,7 +299,7 @@ pub fn run(
         .map_err(|e| GatewayError::Kafka(format!("subscribing to {}: {e}", config.kafka.topic)))?;
     let (dlq_tx, dlq_rx) = unbounded();
     let dlq = kafka::reporting_producer(&config.kafka, dlq_tx)?;
-    let db = StoreWorker::start(config.mysql.clone())
+    let db = StoreWorker::start(database.clone())
         .map_err(|e| GatewayError::Io(format!("starting the database thread: {e}")))?;
     let mut book = QueueBook::new(rooms);
     let mut predicted: HashMap<(String, String), (f32, contract::UtcMillis)> = HashMap::new();
@@ -302,7 +312,7 @@ pub fn run(
         stop: &stop,
     };
     log::info!(
-        "processor in group {} consuming {} at {}",
+        "processor in group {} consuming {} at {}, writing {database}",
         config.processor.group_id,
         config.kafka.topic,
         config.kafka.bootstrap_servers

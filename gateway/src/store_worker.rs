@@ -1,6 +1,6 @@
 //! The processor's database thread.
 //!
-//! MySQL work (connecting, migrating, rebuilding the queue state, writing a
+//! Database work (connecting, migrating, rebuilding the queue state, writing a
 //! batch) can block for as long as the server takes to come back. The
 //! consumer must keep polling meanwhile, or the group evicts it after
 //! `max.poll.interval.ms` and every batch it was writing is replayed by
@@ -16,11 +16,10 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use contract::config::MysqlConfig;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::queue::{QueueBook, Rooms};
-use crate::store::{Store, StoreError, WaitingPredictions, WritePlan};
+use crate::store::{Database, Storage, StoreError, WaitingPredictions, WritePlan};
 
 /// Work for the database thread.
 pub enum Job {
@@ -49,12 +48,12 @@ pub struct StoreWorker {
 
 impl StoreWorker {
     /// Start the thread; it connects on its first job.
-    pub fn start(config: MysqlConfig) -> std::io::Result<StoreWorker> {
+    pub fn start(database: Database) -> std::io::Result<StoreWorker> {
         let (jobs, job_rx) = bounded::<Job>(1);
         let (outcome_tx, outcomes) = bounded::<Outcome>(1);
         let thread = std::thread::Builder::new()
             .name("processor-db".into())
-            .spawn(move || serve(&config, &job_rx, &outcome_tx))?;
+            .spawn(move || serve(&database, &job_rx, &outcome_tx))?;
         Ok(StoreWorker {
             jobs: Some(jobs),
             outcomes,
@@ -86,10 +85,10 @@ impl Drop for StoreWorker {
     }
 }
 
-fn serve(config: &MysqlConfig, jobs: &Receiver<Job>, outcomes: &Sender<Outcome>) {
-    let mut store: Option<Store> = None;
+fn serve(database: &Database, jobs: &Receiver<Job>, outcomes: &Sender<Outcome>) {
+    let mut store: Option<Box<dyn Storage>> = None;
     for job in jobs {
-        let outcome = match run(config, &mut store, job) {
+        let outcome = match run(database, &mut store, job) {
             Ok(o) => o,
             Err(e) => {
                 store = None;
@@ -102,10 +101,14 @@ fn serve(config: &MysqlConfig, jobs: &Receiver<Job>, outcomes: &Sender<Outcome>)
     }
 }
 
-fn run(config: &MysqlConfig, store: &mut Option<Store>, job: Job) -> Result<Outcome, StoreError> {
+fn run(
+    database: &Database,
+    store: &mut Option<Box<dyn Storage>>,
+    job: Job,
+) -> Result<Outcome, StoreError> {
     let st = match store {
         Some(s) => s,
-        None => store.insert(Store::connect(config)?),
+        None => store.insert(database.open()?),
     };
     match job {
         Job::Rebuild(rooms) => {

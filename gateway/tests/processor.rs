@@ -14,6 +14,7 @@ use contract::config::Config;
 use contract::{
     Arrival, Event, EventBody, Identity, Modality, PatientType, Status, StatusChange, UtcMillis,
 };
+use gateway::store::Storage;
 use mysql::prelude::Queryable;
 use testkit::*;
 
@@ -94,14 +95,14 @@ fn assert_exactly_once(config: &Config, kiosk: &str, events: &[Event]) {
         count(config, "SELECT COUNT(*) FROM event_ledger"),
         events.len() as u64
     );
-    let mut store = gateway::store::Store::connect(&config.mysql).unwrap();
+    let mut store = gateway::store::mysql::MysqlStore::connect(&config.mysql).unwrap();
     let p = store.progress("site-t", kiosk).unwrap().unwrap();
     assert_eq!((p.contiguous, p.missing), (events.len() as u64, 0), "{p:?}");
 }
 
 fn wait_for_rows(config: &Config, ledger: u64, secs: u64) {
     wait_until(Duration::from_secs(secs), "every event stored", || {
-        mysql::Conn::new(gateway::store::opts(&config.mysql, true))
+        mysql::Conn::new(gateway::store::mysql::opts(&config.mysql, true))
             .ok()
             .and_then(|mut c| {
                 c.query_first::<u64, _>("SELECT COUNT(*) FROM event_ledger")
@@ -247,7 +248,7 @@ fn migrations_run_on_an_empty_database_and_leave_a_current_one_untouched() {
     let dir = temp_dir("proc-migrate");
     let config = processor_config(&dir, "127.0.0.1:1");
     require_service(3306, "MariaDB");
-    let mut store = gateway::store::Store::connect(&config.mysql).unwrap();
+    let mut store = gateway::store::mysql::MysqlStore::connect(&config.mysql).unwrap();
     assert_eq!(
         store.schema_version().unwrap(),
         gateway::store::SCHEMA_VERSION
@@ -262,7 +263,7 @@ fn migrations_run_on_an_empty_database_and_leave_a_current_one_untouched() {
     };
     store.write(&plan).unwrap();
     drop(store);
-    let mut again = gateway::store::Store::connect(&config.mysql).unwrap();
+    let mut again = gateway::store::mysql::MysqlStore::connect(&config.mysql).unwrap();
     assert_eq!(
         again.schema_version().unwrap(),
         gateway::store::SCHEMA_VERSION

@@ -82,7 +82,7 @@ pub fn producer_limit(c: &Config, events: &[Event]) -> f64 {
 
 /// MariaDB's multi-row insert limit for rows like `patients`.
 pub fn mariadb_limit(cfg: &MysqlConfig, events: &[Event]) -> f64 {
-    let mut conn = Conn::new(gateway::store::opts(cfg, true)).unwrap();
+    let mut conn = Conn::new(gateway::store::mysql::opts(cfg, true)).unwrap();
     conn.query_drop("DROP TABLE IF EXISTS raw_limit").unwrap();
     conn.query_drop(
         "CREATE TABLE raw_limit (

@@ -208,7 +208,7 @@ pub fn processor_config(dir: &Path, bootstrap: &str) -> Config {
 
 /// A connection to the test's database.
 pub fn db(config: &Config) -> mysql::Conn {
-    mysql::Conn::new(gateway::store::opts(&config.mysql, true)).unwrap()
+    mysql::Conn::new(gateway::store::mysql::opts(&config.mysql, true)).unwrap()
 }
 
 /// Write `config` as a TOML file for a subprocess.

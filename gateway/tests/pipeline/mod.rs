@@ -130,7 +130,8 @@ impl Pipeline {
             config.mysql.port = m.port;
         } else {
             testkit::require_service(3306, "MariaDB");
-            let mut c = mysql::Conn::new(gateway::store::opts(&config.mysql, false)).unwrap();
+            let mut c =
+                mysql::Conn::new(gateway::store::mysql::opts(&config.mysql, false)).unwrap();
             c.query_drop(format!("DROP DATABASE IF EXISTS {}", config.mysql.database))
                 .unwrap();
         }
@@ -280,11 +281,11 @@ impl Pipeline {
     }
 
     pub fn db(&self) -> mysql::Conn {
-        mysql::Conn::new(gateway::store::opts(&self.config.mysql, true)).unwrap()
+        mysql::Conn::new(gateway::store::mysql::opts(&self.config.mysql, true)).unwrap()
     }
 
     fn ledger_count(&self) -> Option<u64> {
-        let mut c = mysql::Conn::new(gateway::store::opts(&self.config.mysql, true)).ok()?;
+        let mut c = mysql::Conn::new(gateway::store::mysql::opts(&self.config.mysql, true)).ok()?;
         c.query_first("SELECT COUNT(*) FROM event_ledger")
             .ok()
             .flatten()

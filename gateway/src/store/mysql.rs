@@ -1,35 +1,24 @@
-//! MySQL storage of the processor: versioned migrations, one transaction
-//! per batch, and the queue state's rebuild.
-//!
-//! ```text
-//! patients        the prototype dashboard's table (same column names and
-//!                 meaning) + identity, model and true-wait columns
-//! status_events   every status event once (the source of patients' status,
-//!                 so order and replays do not matter)
-//! event_ledger    every event once, by (kiosk_id, seq): the dedupe ledger
-//! kiosk_progress  per kiosk: highest contiguous seq stored, gaps above it
-//! schema_migrations
-//! ```
-//!
-//! Every write is idempotent: arrivals are `INSERT ... ON DUPLICATE KEY
-//! UPDATE` on the unique `event_id`, statuses go to their own table keyed by
-//! `event_id`, and each touched patient's status, call time and true wait are
-//! recomputed from all its stored status events. Replaying any batch, in any
-//! order, leaves the same rows.
+//! MySQL (and MariaDB) storage of the processor: versioned migrations,
+//! multi-row statements, one transaction per batch. See [`crate::store`]
+//! for the tables and why every write is idempotent.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use contract::config::MysqlConfig;
 use contract::mqtt::SeqRange;
-use contract::{Arrival, Event, EventBody, Modality, PatientType, Status, StatusChange, UtcMillis};
+use contract::{Event, EventBody, Modality, UtcMillis};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, TxOpts, Value};
 
+use super::{
+    book_from, patient_type, Dashboard, KioskProgress, KioskRows, OpenPatient, Storage, StoreError,
+    WaitingPredictions, WritePlan, SCHEMA_VERSION,
+};
 use crate::progress::{self, Progress};
 use crate::queue::{QueueBook, Rooms};
 
 /// Schema versions, applied in order; never edited once released.
-const MIGRATIONS: [&str; 1] = [
+const MIGRATIONS: [&str; SCHEMA_VERSION] = [
     // 1: the first released schema.
     "CREATE TABLE IF NOT EXISTS patients (
         id INT AUTO_INCREMENT PRIMARY KEY,
@@ -91,38 +80,8 @@ const MIGRATIONS: [&str; 1] = [
      ) ENGINE=InnoDB;",
 ];
 
-/// Predicted wait and arrival time by (site, patient id).
-pub type WaitingPredictions = BTreeMap<(String, String), (f32, UtcMillis)>;
-
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
-
 /// Rows per multi-row statement.
 const CHUNK: usize = 500;
-
-/// Database failures.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The server could not be reached or the connection broke: retry.
-    #[error("MySQL unavailable: {0}")]
-    Unavailable(String),
-    /// The server refused a statement (schema, permissions, data): do not retry blindly.
-    #[error("MySQL refused: {0}")]
-    Refused(String),
-    /// The database is newer than this build.
-    #[error("database schema version {found} is newer than this build's {SCHEMA_VERSION}")]
-    TooNew {
-        /// Found version.
-        found: usize,
-    },
-}
-
-impl StoreError {
-    /// Whether retrying later may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
 
 impl From<mysql::Error> for StoreError {
     fn from(e: mysql::Error) -> Self {
@@ -132,38 +91,6 @@ impl From<mysql::Error> for StoreError {
             }
             _ => StoreError::Unavailable(e.to_string()),
         }
-    }
-}
-
-/// An arrival to store, with its prediction.
-#[derive(Debug, Clone)]
-pub struct ArrivalRow {
-    /// The event (identity + arrival).
-    pub event: Event,
-    /// Predicted wait, minutes.
-    pub predicted_wait_minutes: f32,
-}
-
-/// One batch, ready to write.
-#[derive(Debug, Clone, Default)]
-pub struct WritePlan {
-    /// Arrivals with predictions.
-    pub arrivals: Vec<ArrivalRow>,
-    /// Status events.
-    pub statuses: Vec<Event>,
-    /// The model version of the predictions.
-    pub model_version: String,
-}
-
-impl WritePlan {
-    /// Events in the plan.
-    pub fn len(&self) -> usize {
-        self.arrivals.len() + self.statuses.len()
-    }
-
-    /// Whether the plan writes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -222,24 +149,31 @@ pub fn opts(cfg: &MysqlConfig, with_db: bool) -> Opts {
 }
 
 /// A connection to the processor's database.
-pub struct Store {
+pub struct MysqlStore {
     conn: Conn,
 }
 
-impl Store {
+impl MysqlStore {
     /// Connect, creating the database if missing, and migrate the schema.
-    pub fn connect(cfg: &MysqlConfig) -> Result<Store, StoreError> {
+    pub fn connect(cfg: &MysqlConfig) -> Result<MysqlStore, StoreError> {
         {
             let mut admin = Conn::new(opts(cfg, false))?;
             admin.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{}`", cfg.database))?;
         }
         let mut conn = Conn::new(opts(cfg, true))?;
         migrate(&mut conn)?;
-        Ok(Store { conn })
+        Ok(MysqlStore { conn })
     }
 
+    /// The underlying connection (for reports and tests).
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+impl Storage for MysqlStore {
     /// The schema version of the database.
-    pub fn schema_version(&mut self) -> Result<usize, StoreError> {
+    fn schema_version(&mut self) -> Result<usize, StoreError> {
         let v: Option<u64> = self
             .conn
             .query_first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")?;
@@ -247,17 +181,9 @@ impl Store {
     }
 
     /// Write one batch in one transaction; returns the kiosks' progress.
-    pub fn write(
-        &mut self,
-        plan: &WritePlan,
-    ) -> Result<Vec<(String, String, Progress)>, StoreError> {
+    fn write(&mut self, plan: &WritePlan) -> Result<Vec<KioskProgress>, StoreError> {
         let mut tx = self.conn.start_transaction(TxOpts::default())?;
-        let all: Vec<&Event> = plan
-            .arrivals
-            .iter()
-            .map(|a| &a.event)
-            .chain(plan.statuses.iter())
-            .collect();
+        let all: Vec<&Event> = plan.events().collect();
         for chunk in all.chunks(CHUNK) {
             let mut params = Vec::with_capacity(chunk.len() * 5);
             for e in chunk {
@@ -288,10 +214,7 @@ impl Store {
                     Value::from(&a.patient_id),
                     Value::from(&a.patient_name),
                     datetime(a.arrival_time),
-                    Value::from(match a.patient_type {
-                        PatientType::Emergency => "Emergency",
-                        PatientType::Scheduled => "Scheduled",
-                    }),
+                    Value::from(patient_type(a.patient_type)),
                     Value::from(a.modality.as_str()),
                     Value::from(row.predicted_wait_minutes),
                     Value::from(row.event.event_id()),
@@ -418,59 +341,37 @@ impl Store {
         Ok(progress)
     }
 
-    /// Rebuild the queue state from the patients still waiting or in service.
-    pub fn rebuild(&mut self, rooms: Rooms) -> Result<QueueBook, StoreError> {
+    fn rebuild(&mut self, rooms: Rooms) -> Result<QueueBook, StoreError> {
         let rows: Vec<mysql::Row> = self.conn.query(
             "SELECT site_id, patient_id, modality, is_emergency, with_contrast, arrival_time, status, called_at
              FROM patients WHERE status IN ('WAITING', 'WITH_DOCTOR') ORDER BY arrival_time, id",
         )?;
-        let mut book = QueueBook::new(rooms);
-        for row in rows {
+        let open = rows.into_iter().filter_map(|row| {
             let get = |i: usize| row.as_ref(i).cloned().unwrap_or(Value::NULL);
-            let (Ok(site), Ok(patient_id), Ok(modality)) = (
-                mysql::from_value_opt::<String>(get(0)),
-                mysql::from_value_opt::<String>(get(1)),
-                mysql::from_value_opt::<String>(get(2)),
-            ) else {
-                continue;
-            };
-            let Some(modality) = Modality::parse(&modality) else {
-                continue;
-            };
-            let emergency = mysql::from_value_opt::<bool>(get(3)).unwrap_or(false);
-            let Some(arrived) = from_datetime(&get(5)) else {
-                continue;
-            };
-            let arrival = Arrival {
-                patient_id: patient_id.clone(),
-                patient_name: String::new(),
-                arrival_time: arrived,
-                patient_type: PatientType::from_emergency(emergency),
+            let site = mysql::from_value_opt::<String>(get(0)).ok()?;
+            let patient_id = mysql::from_value_opt::<String>(get(1)).ok()?;
+            let modality = Modality::parse(&mysql::from_value_opt::<String>(get(2)).ok()?)?;
+            let with_doctor =
+                mysql::from_value_opt::<String>(get(6)).as_deref() == Ok("WITH_DOCTOR");
+            Some(OpenPatient {
+                site,
+                patient_id,
                 modality,
-                is_emergency: emergency,
-                age: 0,
+                emergency: mysql::from_value_opt::<bool>(get(3)).unwrap_or(false),
                 with_contrast: mysql::from_value_opt::<bool>(get(4)).unwrap_or(false),
-            };
-            book.arrive(&site, &arrival);
-            if mysql::from_value_opt::<String>(get(6)).as_deref() == Ok("WITH_DOCTOR") {
-                if let Some(called) = from_datetime(&get(7)) {
-                    book.status(
-                        &site,
-                        &StatusChange {
-                            patient_id,
-                            modality,
-                            status: Status::WithDoctor,
-                            changed_at: called,
-                        },
-                    );
-                }
-            }
-        }
-        Ok(book)
+                arrived: from_datetime(&get(5))?,
+                called: if with_doctor {
+                    from_datetime(&get(7))
+                } else {
+                    None
+                },
+            })
+        });
+        Ok(book_from(rooms, open))
     }
 
     /// Predicted waits and arrival times of patients still waiting.
-    pub fn waiting_predictions(&mut self) -> Result<WaitingPredictions, StoreError> {
+    fn waiting_predictions(&mut self) -> Result<WaitingPredictions, StoreError> {
         let rows: Vec<(String, String, Option<f32>, Value)> = self.conn.query(
             "SELECT site_id, patient_id, predicted_wait_minutes, arrival_time FROM patients WHERE status = 'WAITING'",
         )?;
@@ -481,7 +382,7 @@ impl Store {
     }
 
     /// A kiosk's recorded progress.
-    pub fn progress(&mut self, site: &str, kiosk: &str) -> Result<Option<Progress>, StoreError> {
+    fn progress(&mut self, site: &str, kiosk: &str) -> Result<Option<Progress>, StoreError> {
         let row: Option<(u64, u64, u64, String)> = self.conn.exec_first(
             "SELECT contiguous_seq, max_seq, missing, gaps FROM kiosk_progress WHERE site_id = ? AND kiosk_id = ?",
             (site, kiosk),
@@ -494,9 +395,85 @@ impl Store {
         }))
     }
 
-    /// The underlying connection (for reports and tests).
-    pub fn conn(&mut self) -> &mut Conn {
-        &mut self.conn
+    fn kiosk_rows(&mut self, kiosks: &[String]) -> Result<Vec<KioskRows>, StoreError> {
+        if kiosks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = placeholders(kiosks.len(), "?");
+        let params: Vec<Value> = kiosks
+            .iter()
+            .chain(kiosks.iter())
+            .map(Value::from)
+            .collect();
+        let rows: Vec<(String, u64, u64, u64, Option<u64>)> = self.conn.exec(
+            format!(
+                "SELECT kiosk_id, COUNT(*), COUNT(DISTINCT event_id), COUNT(DISTINCT seq), MAX(seq) FROM (
+                    SELECT kiosk_id, event_id, seq FROM patients WHERE kiosk_id IN ({marks})
+                    UNION ALL
+                    SELECT kiosk_id, event_id, seq FROM status_events WHERE kiosk_id IN ({marks})) t
+                 GROUP BY kiosk_id ORDER BY kiosk_id"
+            ),
+            params,
+        )?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(kiosk_id, rows, distinct_events, distinct_seqs, max_seq)| KioskRows {
+                    kiosk_id,
+                    rows,
+                    distinct_events,
+                    distinct_seqs,
+                    max_seq: max_seq.unwrap_or(0),
+                },
+            )
+            .collect())
+    }
+
+    fn dashboard(&mut self, kiosks: &[String], recent: usize) -> Result<Dashboard, StoreError> {
+        let mut d = Dashboard::default();
+        if kiosks.is_empty() {
+            return Ok(d);
+        }
+        let marks = placeholders(kiosks.len(), "?");
+        let params = || kiosks.iter().map(Value::from).collect::<Vec<Value>>();
+        let open: Vec<(String, String, u64)> = self.conn.exec(
+            format!(
+                "SELECT status, modality, COUNT(*) FROM patients
+                 WHERE kiosk_id IN ({marks}) AND status IN ('WAITING', 'WITH_DOCTOR')
+                 GROUP BY status, modality"
+            ),
+            params(),
+        )?;
+        for (status, modality, n) in open {
+            let into = if status == "WAITING" {
+                &mut d.waiting
+            } else {
+                &mut d.with_doctor
+            };
+            into.insert(modality, n);
+        }
+        let mut p = params();
+        p.push(Value::from(recent as u64));
+        d.recent_waits = self.conn.exec(
+            format!(
+                "SELECT modality, predicted_wait_minutes, actual_wait_minutes FROM patients
+                 WHERE kiosk_id IN ({marks}) AND actual_wait_minutes IS NOT NULL
+                 ORDER BY called_at DESC, id DESC LIMIT ?"
+            ),
+            p,
+        )?;
+        let checked: Option<(u64, Option<f64>)> = self.conn.exec_first(
+            format!(
+                "SELECT COUNT(*), AVG(ABS(predicted_wait_minutes - actual_wait_minutes)) FROM patients
+                 WHERE kiosk_id IN ({marks}) AND actual_wait_minutes IS NOT NULL"
+            ),
+            params(),
+        )?;
+        if let Some((n, mae)) = checked {
+            d.checked = n;
+            d.mean_abs_error = mae.unwrap_or(0.0);
+        }
+        Ok(d)
     }
 }
 
@@ -517,7 +494,10 @@ fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
             conn.query_first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")?;
         let current = current.unwrap_or(0) as usize;
         if current > SCHEMA_VERSION {
-            return Err(StoreError::TooNew { found: current });
+            return Err(StoreError::TooNew {
+                found: current,
+                expected: SCHEMA_VERSION,
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
