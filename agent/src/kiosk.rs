@@ -12,14 +12,14 @@
 //! lets the writer commit what it holds, and closes the outbox.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use contract::config::Config;
 use crossbeam_channel::bounded;
 
 use crate::forwarder::{self, ForwarderStats};
-use crate::outbox::{Backlog, Outbox, OutboxError};
+use crate::outbox::{Backlog, Outbox, OutboxError, OutboxStats};
 use crate::writer::{self, WriterHandle};
 use crate::AgentError;
 
@@ -43,6 +43,8 @@ pub struct Kiosk {
     forwarder_thread: Option<JoinHandle<Result<(), AgentError>>>,
     stop: Arc<AtomicBool>,
     backlog: Arc<Backlog>,
+    /// A read connection for [`Kiosk::outbox_stats`].
+    stats_outbox: Mutex<Outbox>,
     /// Forwarder counters.
     pub forwarder: Arc<ForwarderStats>,
     /// Writer counters.
@@ -55,6 +57,7 @@ impl Kiosk {
         let agent = &config.agent;
         let outbox = Outbox::open(&agent.outbox, &agent.site_id, &agent.kiosk_id)?;
         let forwarder_outbox = outbox.another_connection()?;
+        let stats_outbox = Mutex::new(outbox.another_connection()?);
         let backlog = outbox.backlog();
         let stats = Arc::new(WriterStats::default());
         let (notify_tx, notify_rx) = bounded::<()>(1);
@@ -99,6 +102,7 @@ impl Kiosk {
             forwarder_thread: Some(forwarder_thread),
             stop,
             backlog,
+            stats_outbox,
             forwarder: fstats,
             writer_stats: stats,
         })
@@ -112,6 +116,15 @@ impl Kiosk {
     /// Events stored and not yet acknowledged.
     pub fn backlog(&self) -> u64 {
         self.backlog.get()
+    }
+
+    /// The outbox's counters, backlog and oldest unacknowledged event.
+    pub fn outbox_stats(&self) -> Result<OutboxStats, AgentError> {
+        let outbox = self
+            .stats_outbox
+            .lock()
+            .map_err(|_| AgentError::Panic("outbox stats"))?;
+        Ok(outbox.stats()?)
     }
 
     /// Whether the forwarder has stopped on its own (an error).
