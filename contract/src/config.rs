@@ -120,6 +120,8 @@ pub struct Config {
     pub mysql: MysqlConfig,
     /// The wait-time model.
     pub model: ModelConfig,
+    /// `gateway demo`: the whole pipeline in one process.
+    pub demo: DemoConfig,
 }
 
 /// `[agent]`
@@ -760,7 +762,72 @@ impl Config {
                 "must be finite and greater than model.min_wait_minutes",
             ));
         }
+        let d = &self.demo;
+        if !(1..=64).contains(&d.kiosks) {
+            return Err(invalid("demo.kiosks", "must be 1-64"));
+        }
+        if d.sites == 0 || d.sites > d.kiosks {
+            return Err(invalid("demo.sites", "must be 1 to demo.kiosks"));
+        }
+        float_range("demo.clock_speed", d.clock_speed, 0.001, 1e6)?;
+        at_least("demo.drain_timeout_s", d.drain_timeout_s, 1)?;
         Ok(())
+    }
+}
+
+/// Where the demo gets a service from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMode {
+    /// Run it inside the demo process.
+    Embedded,
+    /// Use the one the configuration's own section names.
+    External,
+}
+
+/// `[demo]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// MQTT: embedded rumqttd, or the `[mqtt]` broker.
+    pub mqtt: ServiceMode,
+    /// Kafka: librdkafka's embedded mock cluster, or `[kafka]`.
+    pub kafka: ServiceMode,
+    /// Database: an SQLite file in the demo directory, or `[mysql]`.
+    pub database: ServiceMode,
+    /// Simulated kiosks.
+    pub kiosks: u32,
+    /// Sites the kiosks are spread over.
+    pub sites: u32,
+    /// Simulated seconds per real second.
+    pub clock_speed: f64,
+    /// How long the kiosks check patients in, seconds; 0 = until Ctrl-C.
+    pub duration_s: u64,
+    /// When the kiosks' link to the broker is cut, seconds from the start.
+    pub outage_at_s: u64,
+    /// How long the link stays cut, seconds; 0 = no outage.
+    pub outage_for_s: u64,
+    /// Longest wait for every event to reach the database at the end, seconds.
+    pub drain_timeout_s: u64,
+    /// Outboxes and the SQLite database; "" = a temporary directory, removed at the end.
+    pub dir: String,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            mqtt: ServiceMode::Embedded,
+            kafka: ServiceMode::Embedded,
+            database: ServiceMode::Embedded,
+            kiosks: 4,
+            sites: 2,
+            clock_speed: 600.0,
+            duration_s: 60,
+            outage_at_s: 20,
+            outage_for_s: 15,
+            drain_timeout_s: 120,
+            dir: String::new(),
+        }
     }
 }
 
@@ -894,6 +961,20 @@ mod tests {
                 _ => out.push(key),
             }
         }
+    }
+
+    #[test]
+    fn shipped_demo_services_toml_names_every_service_external() {
+        let parsed = Config::from_sources(
+            include_str!("../../demo-services.toml"),
+            "demo-services.toml",
+            [],
+        )
+        .unwrap();
+        assert_eq!(parsed.demo.mqtt, ServiceMode::External);
+        assert_eq!(parsed.demo.kafka, ServiceMode::External);
+        assert_eq!(parsed.demo.database, ServiceMode::External);
+        assert_eq!(parsed.mysql.database, "hospital_demo");
     }
 
     #[test]
