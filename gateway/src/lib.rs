@@ -6,7 +6,8 @@
 //! topic in a consumer group, predicts each arrival's wait and writes MySQL
 //! so each event is stored exactly once. `gateway import` replays an
 //! `agent export` file into Kafka; `gateway train-data` makes the model's
-//! training data.
+//! training data; `gateway demo` runs all of it, with simulated kiosks and
+//! embedded services, in one process.
 //!
 //! | module          | job | I/O |
 //! |-----------------|-----|-----|
@@ -25,8 +26,10 @@
 //! | [`processor`]   | the Kafka -> MySQL loop: batch, predict, one transaction, commit offsets | Kafka, MySQL |
 //! | [`import`]      | `gateway import FILE` | file, Kafka |
 //! | [`http`]        | `/health` and `/metrics` endpoint | TCP |
+//! | [`demo`]        | `gateway demo`: kiosks, embedded broker and Kafka, bridge, processor, live view, reconciliation | all |
 
 pub mod bridge;
+pub mod demo;
 pub mod features;
 pub mod http;
 pub mod import;

@@ -27,6 +27,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole pipeline in this process: simulated kiosks, an embedded
+    /// MQTT broker and Kafka cluster (unless [demo] names real ones), the
+    /// bridge, the processor and a database; a live view, an outage, and a
+    /// reconciliation from the database at the end (exit 1 if anything is
+    /// missing or doubled). Press Enter to cut or restore the kiosks' link.
+    Demo(DemoArgs),
     /// Carry kiosk batches from MQTT into Kafka with end-to-end acks.
     Bridge,
     /// Consume Kafka, predict waits, write MySQL (each event exactly once).
@@ -54,8 +60,40 @@ enum Command {
     },
 }
 
+/// Command-line overrides of `[demo]`.
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Seconds of check-ins (0 = until Ctrl-C) [demo.duration_s].
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Cut the kiosks' link to the broker at this second [demo.outage_at_s].
+    #[arg(long)]
+    outage_at: Option<u64>,
+    /// ...for this many seconds; 0 = no outage [demo.outage_for_s].
+    #[arg(long)]
+    outage_for: Option<u64>,
+    /// Simulated kiosks [demo.kiosks].
+    #[arg(long)]
+    kiosks: Option<u32>,
+    /// Keep outboxes and the SQLite database in this directory [demo.dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Print one summary line every few seconds instead of redrawing the screen
+    /// (the default when the output is not a terminal).
+    #[arg(long)]
+    plain: bool,
+}
+
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let demo = std::env::args().nth(1).is_some_and(|a| a == "demo");
+    // The demo's view owns the terminal: only errors are logged by default.
+    let default_filter = if demo {
+        "error,rumqttd=off,gateway::demo=warn"
+    } else {
+        "info"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .init();
     match real_main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -91,10 +129,58 @@ fn serve<M: Observable + Default>(
     Ok(0)
 }
 
+fn demo(mut config: Config, args: DemoArgs) -> Result<i32> {
+    use std::io::IsTerminal;
+    let d = &mut config.demo;
+    d.duration_s = args.duration.unwrap_or(d.duration_s);
+    d.outage_at_s = args.outage_at.unwrap_or(d.outage_at_s);
+    d.outage_for_s = args.outage_for.unwrap_or(d.outage_for_s);
+    d.kiosks = args.kiosks.unwrap_or(d.kiosks);
+    d.sites = d.sites.min(d.kiosks);
+    if let Some(dir) = &args.dir {
+        d.dir = dir.display().to_string();
+    }
+    config.validate()?;
+    let mut options = gateway::demo::Options::from_config(&config.demo);
+    options.live = !args.plain && std::io::stdout().is_terminal();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .context("installing the SIGINT/SIGTERM handler")?;
+    }
+    let (toggle_tx, toggles) = crossbeam_channel::unbounded();
+    if std::io::stdin().is_terminal() {
+        // Each Enter cuts or restores the link; the thread ends with the process.
+        std::thread::Builder::new()
+            .name("demo-keys".into())
+            .spawn(move || {
+                for line in std::io::stdin().lines() {
+                    if line.is_err() || toggle_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("starting the key reader")?;
+    }
+    let verdict = gateway::demo::run(
+        &config,
+        &options,
+        &stop,
+        &toggles,
+        &mut std::io::stdout().lock(),
+    )?;
+    println!();
+    print!("{}", verdict.render());
+    Ok(if verdict.is_exact() { 0 } else { 1 })
+}
+
 fn real_main() -> Result<i32> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Demo(args) => demo(config, args),
         Command::Bridge => serve(
             "bridge.metrics_addr",
             &config.bridge.metrics_addr,
