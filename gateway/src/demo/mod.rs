@@ -445,6 +445,16 @@ pub fn run(
         processor_metrics,
     };
 
+    // A broker drops messages nobody subscribes to yet: let the bridge
+    // subscribe before the first check-in (otherwise the first batches wait
+    // for the kiosks' ack timeout to be sent again).
+    let subscribed_by = Instant::now() + Duration::from_secs(10);
+    while pipeline.bridge_metrics.mqtt_connected.get() == 0 && Instant::now() < subscribed_by {
+        pipeline.check()?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+
     // Kiosks, through the link.
     let stop_checkins = Arc::new(AtomicBool::new(false));
     let start_time = simulated_start(&config.agent.simulation.start_time);
