@@ -36,11 +36,12 @@ pub mod view;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use agent::forwarder::ForwarderStats;
 use agent::kiosk::Kiosk;
 use contract::config::{Config, DemoConfig, ServiceMode};
 use contract::UtcMillis;
@@ -292,6 +293,15 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// A forwarder counter summed over the running kiosks.
+    fn forwarded(&self, counter: impl Fn(&ForwarderStats) -> &AtomicU64) -> u64 {
+        self.kiosks
+            .iter()
+            .filter_map(|k| k.kiosk.as_ref())
+            .map(|k| counter(&k.forwarder).load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn check(&mut self) -> Result<(), DemoError> {
         self.bridge.check()?;
         self.processor.check()
@@ -562,19 +572,9 @@ pub fn run(
         if frame_due || draining {
             let totals = Totals {
                 generated: lines.iter().map(|l| l.generated).sum(),
-                published: pipeline
-                    .kiosks
-                    .iter()
-                    .filter_map(|k| k.kiosk.as_ref())
-                    .map(|k| k.forwarder.events_sent.load(Ordering::Relaxed))
-                    .sum(),
+                published: pipeline.forwarded(|f| &f.events_sent),
                 produced: pipeline.bridge_metrics.records_produced.get(),
-                acked: pipeline
-                    .kiosks
-                    .iter()
-                    .filter_map(|k| k.kiosk.as_ref())
-                    .map(|k| k.forwarder.events_acked.load(Ordering::Relaxed))
-                    .sum(),
+                acked: pipeline.forwarded(|f| &f.events_acked),
                 stored: pipeline.processor_metrics.events_written.get(),
             };
             if draining {
