@@ -797,7 +797,8 @@ pub struct DemoConfig {
     pub database: ServiceMode,
     /// Simulated kiosks.
     pub kiosks: u32,
-    /// Sites the kiosks are spread over.
+    /// Sites the kiosks are spread over. Each kiosk simulates its site's
+    /// whole reception, so kiosks sharing a site multiply its load.
     pub sites: u32,
     /// Simulated seconds per real second.
     pub clock_speed: f64,
@@ -820,7 +821,7 @@ impl Default for DemoConfig {
             kafka: ServiceMode::Embedded,
             database: ServiceMode::Embedded,
             kiosks: 4,
-            sites: 2,
+            sites: 4,
             clock_speed: 600.0,
             duration_s: 60,
             outage_at_s: 20,

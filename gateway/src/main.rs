@@ -72,7 +72,7 @@ struct DemoArgs {
     /// ...for this many seconds; 0 = no outage [demo.outage_for_s].
     #[arg(long)]
     outage_for: Option<u64>,
-    /// Simulated kiosks [demo.kiosks].
+    /// Simulated kiosks, one site each [demo.kiosks, demo.sites].
     #[arg(long)]
     kiosks: Option<u32>,
     /// Keep outboxes and the SQLite database in this directory [demo.dir].
@@ -135,8 +135,11 @@ fn demo(mut config: Config, args: DemoArgs) -> Result<i32> {
     d.duration_s = args.duration.unwrap_or(d.duration_s);
     d.outage_at_s = args.outage_at.unwrap_or(d.outage_at_s);
     d.outage_for_s = args.outage_for.unwrap_or(d.outage_for_s);
-    d.kiosks = args.kiosks.unwrap_or(d.kiosks);
-    d.sites = d.sites.min(d.kiosks);
+    if let Some(n) = args.kiosks {
+        // One reception per kiosk (see demo.sites).
+        d.kiosks = n;
+        d.sites = n;
+    }
     if let Some(dir) = &args.dir {
         d.dir = dir.display().to_string();
     }

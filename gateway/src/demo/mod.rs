@@ -82,6 +82,13 @@ const SITES: [&str; 8] = [
     "north", "south", "east", "west", "central", "harbour", "hill", "river",
 ];
 
+/// The name of site `i`.
+fn site_name(i: u32) -> String {
+    SITES
+        .get(i as usize)
+        .map_or_else(|| format!("site{}", i + 1), |s| s.to_string())
+}
+
 /// How the demo runs (the `[demo]` section, with command-line overrides).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -469,7 +476,7 @@ pub fn run(
     let stop_checkins = Arc::new(AtomicBool::new(false));
     let start_time = simulated_start(&config.agent.simulation.start_time);
     for i in 0..options.kiosks {
-        let site = SITES[(i % options.sites) as usize % SITES.len()];
+        let site = site_name(i % options.sites);
         let mut k = pipeline_config.clone();
         k.mqtt.host = "127.0.0.1".into();
         k.mqtt.port = pipeline.link.addr().port();
