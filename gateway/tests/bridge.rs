@@ -409,3 +409,31 @@ fn two_bridges_split_the_load_and_losing_one_loses_nothing() {
     }
     bridge_b.kill();
 }
+
+#[test]
+fn a_bridge_stops_when_asked_even_with_its_broker_gone() {
+    let dir = temp_dir("bridge-stop-broker-gone");
+    let mut mosquitto = Mosquitto::start(&dir);
+    let config = test_config(&dir, mosquitto.port, &shared_kafka());
+    let bridge = start_bridge(&config);
+    wait_until(Duration::from_secs(30), "the bridge connected", || {
+        bridge.metrics.mqtt_connected.get() == 1
+    });
+    mosquitto.kill();
+    wait_until(
+        Duration::from_secs(30),
+        "the bridge saw the broker go",
+        || bridge.metrics.mqtt_connected.get() == 0,
+    );
+    // Its DISCONNECT cannot go out; stopping must still end the bridge
+    // (it used to wait forever for its MQTT link thread).
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        bridge.stop();
+        let _ = done_tx.send(());
+    });
+    assert!(
+        done.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "the bridge did not stop within 60 s of being asked"
+    );
+}
