@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use contract::config::MysqlConfig;
 use contract::{Arrival, Event, Modality, PatientType, Status, StatusChange, UtcMillis};
 
-use crate::progress::Progress;
+use crate::progress::{Next, Progress};
 use crate::queue::{QueueBook, Rooms};
 
 /// The schema version this build writes. Both implementations hold one
@@ -111,6 +111,41 @@ impl WritePlan {
             .map(|a| &a.event)
             .chain(self.statuses.iter())
     }
+}
+
+/// The events of `plan` a store still has to write: those above their
+/// kiosk's contiguous seq (everything at or below it is stored), each
+/// (kiosk, seq) once, in plan order.
+pub fn above_progress<'a>(
+    plan: &'a WritePlan,
+    progress: &BTreeMap<(String, String), Progress>,
+) -> Vec<&'a Event> {
+    let mut seen = std::collections::HashSet::new();
+    plan.events()
+        .filter(|e| {
+            let id = &e.identity;
+            let contiguous = progress
+                .get(&(id.site_id.clone(), id.kiosk_id.clone()))
+                .map_or(0, |p| p.contiguous);
+            id.seq > contiguous && seen.insert((id.kiosk_id.as_str(), id.seq))
+        })
+        .collect()
+}
+
+/// Bring a kiosk's progress up to date after this transaction stored
+/// `new_seqs` (never stored before): `window(after)` reads up to
+/// [`crate::progress::WINDOW`] stored seqs above `after`, ascending, when
+/// the progress needs them.
+pub fn settle_progress<E>(
+    p: &mut Progress,
+    new_seqs: &[u64],
+    mut window: impl FnMut(u64) -> Result<Vec<u64>, E>,
+) -> Result<(), E> {
+    let mut next = p.add(new_seqs);
+    while next == Next::ReadWindow {
+        next = p.scan(&window(p.contiguous)?);
+    }
+    Ok(())
 }
 
 /// What the database holds for one kiosk: the reconciliation's input,

@@ -2,19 +2,19 @@
 //! multi-row statements, one transaction per batch. See [`crate::store`]
 //! for the tables and why every write is idempotent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use contract::config::MysqlConfig;
 use contract::mqtt::SeqRange;
-use contract::{Event, EventBody, Modality, UtcMillis};
+use contract::{Arrival, Event, EventBody, Modality, StatusChange, UtcMillis};
 use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, TxOpts, Value};
+use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
 
 use super::{
-    book_from, patient_type, Dashboard, KioskProgress, KioskRows, OpenPatient, Storage, StoreError,
-    WaitingPredictions, WritePlan, SCHEMA_VERSION,
+    above_progress, book_from, patient_type, settle_progress, Dashboard, KioskProgress, KioskRows,
+    OpenPatient, Storage, StoreError, WaitingPredictions, WritePlan, SCHEMA_VERSION,
 };
-use crate::progress::{self, Progress};
+use crate::progress::{Progress, WINDOW};
 use crate::queue::{QueueBook, Rooms};
 
 /// Schema versions, applied in order; never edited once released.
@@ -182,42 +182,95 @@ impl Storage for MysqlStore {
 
     /// Write one batch in one transaction; returns the kiosks' progress.
     fn write(&mut self, plan: &WritePlan) -> Result<Vec<KioskProgress>, StoreError> {
+        let t0 = std::time::Instant::now();
         let mut tx = self.conn.start_transaction(TxOpts::default())?;
-        let all: Vec<&Event> = plan.events().collect();
-        for chunk in all.chunks(CHUNK) {
-            let mut params = Vec::with_capacity(chunk.len() * 5);
-            for e in chunk {
-                params.extend([
-                    Value::from(&e.identity.kiosk_id),
-                    Value::from(e.identity.seq),
-                    Value::from(&e.identity.site_id),
-                    Value::from(e.body.event_type()),
-                    datetime(e.identity.created_at),
-                ]);
-            }
+        // 1. Lock the batch's kiosks' progress rows (creating missing ones),
+        //    in key order, so processors writing the same kiosk take turns
+        //    and never deadlock on these rows.
+        let kiosks: BTreeSet<(&str, &str)> = plan
+            .events()
+            .map(|e| (e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
+            .collect();
+        let mut progress = BTreeMap::new();
+        let kiosks: Vec<(&str, &str)> = kiosks.into_iter().collect();
+        for chunk in kiosks.chunks(CHUNK) {
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|(s, k)| [Value::from(*s), Value::from(*k)])
+                .collect();
             tx.exec_drop(
                 format!(
-                    "INSERT IGNORE INTO event_ledger (kiosk_id, seq, site_id, event_type, created_at, ingested_at) VALUES {}",
-                    placeholders(chunk.len(), "(?, ?, ?, ?, ?, UTC_TIMESTAMP(3))")
+                    "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
+                     VALUES {} ON DUPLICATE KEY UPDATE kiosk_id = kiosk_id",
+                    placeholders(chunk.len(), "(?, ?, 0, 0, 0, '[]', UTC_TIMESTAMP(3))")
+                ),
+                params.clone(),
+            )?;
+            let rows: Vec<(String, String, u64, u64, u64)> = tx.exec(
+                format!(
+                    "SELECT site_id, kiosk_id, contiguous_seq, max_seq, missing FROM kiosk_progress
+                     WHERE (site_id, kiosk_id) IN ({}) FOR UPDATE",
+                    placeholders(chunk.len(), "(?, ?)")
                 ),
                 params,
             )?;
+            for (site, kiosk, contiguous, max_seq, missing) in rows {
+                progress.insert(
+                    (site, kiosk),
+                    Progress {
+                        contiguous,
+                        max_seq,
+                        missing,
+                        gaps: Vec::new(),
+                    },
+                );
+            }
         }
-        for chunk in plan.arrivals.chunks(CHUNK) {
-            let mut params = Vec::with_capacity(chunk.len() * 15);
-            for row in chunk {
-                let id = &row.event.identity;
-                let EventBody::Arrival(a) = &row.event.body else {
-                    continue;
-                };
+        let t1 = t0.elapsed();
+        // 2. The ledger decides what is new. Usually everything above the
+        //    kiosks' prefixes is; a replay shows as fewer rows inserted than
+        //    offered, and only then are the existing ones looked up.
+        let mut fresh = above_progress(plan, &progress);
+        tx.query_drop("SAVEPOINT ledger")?;
+        if insert_ledger(&mut tx, &fresh)? < fresh.len() as u64 {
+            tx.query_drop("ROLLBACK TO SAVEPOINT ledger")?;
+            let stored = ledger_holds(&mut tx, &fresh)?;
+            fresh.retain(|e| !stored.contains(&(e.identity.kiosk_id.clone(), e.identity.seq)));
+            insert_ledger(&mut tx, &fresh)?;
+        }
+        let t2 = t0.elapsed();
+        // 3. Rows of the new events.
+        let predicted: HashMap<(&str, u64), f32> = plan
+            .arrivals
+            .iter()
+            .map(|a| ((a.event.identity.kiosk_id.as_str(), a.event.identity.seq), a.predicted_wait_minutes))
+            .collect();
+        let arrivals: Vec<(&Event, &Arrival, f32)> = fresh
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Arrival(a) => Some((
+                    *e,
+                    a,
+                    predicted
+                        .get(&(e.identity.kiosk_id.as_str(), e.identity.seq))
+                        .copied()
+                        .unwrap_or(0.0),
+                )),
+                EventBody::StatusChange(_) => None,
+            })
+            .collect();
+        for chunk in arrivals.chunks(CHUNK) {
+            let mut params = Vec::with_capacity(chunk.len() * 14);
+            for (e, a, predicted) in chunk {
+                let id = &e.identity;
                 params.extend([
                     Value::from(&a.patient_id),
                     Value::from(&a.patient_name),
                     datetime(a.arrival_time),
                     Value::from(patient_type(a.patient_type)),
                     Value::from(a.modality.as_str()),
-                    Value::from(row.predicted_wait_minutes),
-                    Value::from(row.event.event_id()),
+                    Value::from(*predicted),
+                    Value::from(e.event_id()),
                     Value::from(&id.site_id),
                     Value::from(&id.kiosk_id),
                     Value::from(id.seq),
@@ -238,12 +291,16 @@ impl Storage for MysqlStore {
                 params,
             )?;
         }
-        for chunk in plan.statuses.chunks(CHUNK) {
+        let statuses: Vec<(&Event, &StatusChange)> = fresh
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::StatusChange(s) => Some((*e, s)),
+                EventBody::Arrival(_) => None,
+            })
+            .collect();
+        for chunk in statuses.chunks(CHUNK) {
             let mut params = Vec::with_capacity(chunk.len() * 8);
-            for e in chunk {
-                let EventBody::StatusChange(s) = &e.body else {
-                    continue;
-                };
+            for (e, s) in chunk {
                 params.extend([
                     Value::from(e.event_id()),
                     Value::from(&e.identity.site_id),
@@ -265,8 +322,10 @@ impl Storage for MysqlStore {
                 params,
             )?;
         }
-        // Recompute status, call time and true wait of every touched patient.
-        let touched: BTreeSet<(&str, &str)> = all
+        let t3 = t0.elapsed();
+        // 4. Recompute status, call time and true wait of every patient a
+        //    new event touched, from all its stored status events.
+        let touched: BTreeSet<(&str, &str)> = fresh
             .iter()
             .map(|e| (e.identity.site_id.as_str(), e.body.patient_id()))
             .collect();
@@ -301,44 +360,68 @@ impl Storage for MysqlStore {
                 params,
             )?;
         }
-        // Progress of every kiosk in the batch.
-        let kiosks: BTreeSet<(&str, &str)> = all
-            .iter()
-            .map(|e| (e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
-            .collect();
-        let mut progress = Vec::new();
-        for (site, kiosk) in kiosks {
-            // Lock the kiosk's row (creating it if needed) so processors
-            // writing the same kiosk's partitions take turns; a plain
-            // `SELECT ... FOR UPDATE` locks nothing while the row is absent.
-            tx.exec_drop(
-                "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
-                 VALUES (?, ?, 0, 0, 0, '[]', UTC_TIMESTAMP(3))
-                 ON DUPLICATE KEY UPDATE kiosk_id = kiosk_id",
-                (site, kiosk),
-            )?;
-            let contiguous: Option<u64> = tx.exec_first(
-                "SELECT contiguous_seq FROM kiosk_progress WHERE site_id = ? AND kiosk_id = ? FOR UPDATE",
-                (site, kiosk),
-            )?;
-            let contiguous = contiguous.unwrap_or(0);
-            let seqs: Vec<u64> = tx.exec(
-                "SELECT seq FROM event_ledger WHERE kiosk_id = ? AND seq > ? ORDER BY seq",
-                (kiosk, contiguous),
-            )?;
-            let p = progress::advance(contiguous, &seqs);
-            let gaps = serde_json::to_string(&p.gaps).unwrap_or_else(|_| "[]".into());
-            tx.exec_drop(
-                "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))
-                 ON DUPLICATE KEY UPDATE contiguous_seq = VALUES(contiguous_seq), max_seq = VALUES(max_seq),
-                    missing = VALUES(missing), gaps = VALUES(gaps), updated_at = VALUES(updated_at)",
-                (site, kiosk, p.contiguous, p.max_seq, p.missing, gaps),
-            )?;
-            progress.push((site.to_string(), kiosk.to_string(), p));
+        let t4 = t0.elapsed();
+        // 5. Progress: exact from the new seqs, reading the ledger only
+        //    where the prefix may grow or gaps remain.
+        let mut new_seqs: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+        for e in &fresh {
+            new_seqs
+                .entry((e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
+                .or_default()
+                .push(e.identity.seq);
         }
+        let mut out = Vec::with_capacity(progress.len());
+        for ((site, kiosk), mut p) in progress {
+            let new = new_seqs
+                .get(&(site.as_str(), kiosk.as_str()))
+                .map_or(&[][..], Vec::as_slice);
+            settle_progress(&mut p, new, |after| {
+                tx.exec::<u64, _, _>(
+                    format!("SELECT seq FROM event_ledger WHERE kiosk_id = ? AND seq > ? ORDER BY seq LIMIT {WINDOW}"),
+                    (&kiosk, after),
+                )
+            })?;
+            out.push((site, kiosk, p));
+        }
+        for chunk in out.chunks(CHUNK) {
+            let mut params = Vec::with_capacity(chunk.len() * 6);
+            for (site, kiosk, p) in chunk {
+                params.extend([
+                    Value::from(site),
+                    Value::from(kiosk),
+                    Value::from(p.contiguous),
+                    Value::from(p.max_seq),
+                    Value::from(p.missing),
+                    Value::from(serde_json::to_string(&p.gaps).unwrap_or_else(|_| "[]".into())),
+                ]);
+            }
+            tx.exec_drop(
+                format!(
+                    "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
+                     VALUES {} ON DUPLICATE KEY UPDATE contiguous_seq = VALUES(contiguous_seq),
+                        max_seq = VALUES(max_seq), missing = VALUES(missing), gaps = VALUES(gaps),
+                        updated_at = VALUES(updated_at)",
+                    placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(3))")
+                ),
+                params,
+            )?;
+        }
+        let t5 = t0.elapsed();
         tx.commit()?;
-        Ok(progress)
+        if std::env::var_os("KTK_PROFILE").is_some() {
+            eprintln!(
+                "write {} fresh {}: lock {:?} ledger {:?} rows {:?} recompute {:?} progress {:?} commit {:?}",
+                plan.len(),
+                fresh.len(),
+                t1,
+                t2 - t1,
+                t3 - t2,
+                t4 - t3,
+                t5 - t4,
+                t0.elapsed() - t5
+            );
+        }
+        Ok(out)
     }
 
     fn rebuild(&mut self, rooms: Rooms) -> Result<QueueBook, StoreError> {
@@ -475,6 +558,55 @@ impl Storage for MysqlStore {
         }
         Ok(d)
     }
+}
+
+/// Insert the ledger rows of `events`; returns the rows inserted.
+fn insert_ledger(tx: &mut Transaction<'_>, events: &[&Event]) -> Result<u64, StoreError> {
+    let mut inserted = 0;
+    for chunk in events.chunks(CHUNK) {
+        let mut params = Vec::with_capacity(chunk.len() * 5);
+        for e in chunk {
+            params.extend([
+                Value::from(&e.identity.kiosk_id),
+                Value::from(e.identity.seq),
+                Value::from(&e.identity.site_id),
+                Value::from(e.body.event_type()),
+                datetime(e.identity.created_at),
+            ]);
+        }
+        tx.exec_drop(
+            format!(
+                "INSERT IGNORE INTO event_ledger (kiosk_id, seq, site_id, event_type, created_at, ingested_at) VALUES {}",
+                placeholders(chunk.len(), "(?, ?, ?, ?, ?, UTC_TIMESTAMP(3))")
+            ),
+            params,
+        )?;
+        inserted += tx.affected_rows();
+    }
+    Ok(inserted)
+}
+
+/// Which of `events` the ledger already holds, as (kiosk, seq).
+fn ledger_holds(
+    tx: &mut Transaction<'_>,
+    events: &[&Event],
+) -> Result<HashSet<(String, u64)>, StoreError> {
+    let mut held = HashSet::new();
+    for chunk in events.chunks(CHUNK) {
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|e| [Value::from(&e.identity.kiosk_id), Value::from(e.identity.seq)])
+            .collect();
+        let rows: Vec<(String, u64)> = tx.exec(
+            format!(
+                "SELECT kiosk_id, seq FROM event_ledger WHERE (kiosk_id, seq) IN ({})",
+                placeholders(chunk.len(), "(?, ?)")
+            ),
+            params,
+        )?;
+        held.extend(rows);
+    }
+    Ok(held)
 }
 
 fn placeholders(n: usize, one: &str) -> String {

@@ -4,7 +4,7 @@
 //! a DATETIME(3) in; WAL and `synchronous = FULL`, so a committed batch
 //! survives a crash before the processor commits its offsets.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,10 +13,11 @@ use contract::{EventBody, Modality};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{
-    book_from, datetime_text, parse_datetime_text, patient_type, Dashboard, KioskProgress,
-    KioskRows, OpenPatient, Storage, StoreError, WaitingPredictions, WritePlan, SCHEMA_VERSION,
+    above_progress, book_from, datetime_text, parse_datetime_text, patient_type, settle_progress,
+    Dashboard, KioskProgress, KioskRows, OpenPatient, Storage, StoreError, WaitingPredictions,
+    WritePlan, SCHEMA_VERSION,
 };
-use crate::progress::{self, Progress};
+use crate::progress::{Progress, WINDOW};
 use crate::queue::{QueueBook, Rooms};
 
 /// Schema versions, applied in order; never edited once released.
@@ -177,74 +178,116 @@ impl Storage for SqliteStore {
     }
 
     fn write(&mut self, plan: &WritePlan) -> Result<Vec<KioskProgress>, StoreError> {
+        // IMMEDIATE: the transaction holds the write lock from the start,
+        // so writers take turns and the progress read below stays true.
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let kiosks: BTreeSet<(&str, &str)> = plan
+            .events()
+            .map(|e| (e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
+            .collect();
+        let mut progress = BTreeMap::new();
+        for (site, kiosk) in kiosks {
+            let row: Option<(i64, i64, i64)> = tx
+                .query_row(
+                    "SELECT contiguous_seq, max_seq, missing FROM kiosk_progress WHERE site_id = ?1 AND kiosk_id = ?2",
+                    params![site, kiosk],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let (contiguous, max_seq, missing) = row.unwrap_or_default();
+            progress.insert(
+                (site.to_string(), kiosk.to_string()),
+                Progress {
+                    contiguous: contiguous.max(0) as u64,
+                    max_seq: max_seq.max(0) as u64,
+                    missing: missing.max(0) as u64,
+                    gaps: Vec::new(),
+                },
+            );
+        }
+        let mut fresh = Vec::new();
         {
+            // The ledger decides what is new: a row it ignores was stored before.
             let mut ledger = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO event_ledger (kiosk_id, seq, site_id, event_type, created_at, ingested_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, {NOW})"
             ))?;
-            for e in plan.events() {
-                ledger.execute(params![
+            for e in above_progress(plan, &progress) {
+                let inserted = ledger.execute(params![
                     e.identity.kiosk_id,
                     e.identity.seq as i64,
                     e.identity.site_id,
                     e.body.event_type(),
                     datetime_text(e.identity.created_at),
                 ])?;
+                if inserted > 0 {
+                    fresh.push(e);
+                }
             }
+            let predicted: HashMap<(&str, u64), f32> = plan
+                .arrivals
+                .iter()
+                .map(|a| {
+                    let id = &a.event.identity;
+                    ((id.kiosk_id.as_str(), id.seq), a.predicted_wait_minutes)
+                })
+                .collect();
             let mut patient = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO patients (patient_id, patient_name, arrival_time, patient_type, modality,
                     predicted_wait_minutes, event_id, site_id, kiosk_id, seq, is_emergency, age,
                     with_contrast, model_version, ingested_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, {NOW})"
             ))?;
-            for row in &plan.arrivals {
-                let id = &row.event.identity;
-                let EventBody::Arrival(a) = &row.event.body else {
-                    continue;
-                };
-                patient.execute(params![
-                    a.patient_id,
-                    a.patient_name,
-                    datetime_text(a.arrival_time),
-                    patient_type(a.patient_type),
-                    a.modality.as_str(),
-                    f64::from(row.predicted_wait_minutes),
-                    row.event.event_id(),
-                    id.site_id,
-                    id.kiosk_id,
-                    id.seq as i64,
-                    a.is_emergency,
-                    a.age,
-                    a.with_contrast,
-                    plan.model_version,
-                ])?;
-            }
             let mut status = tx.prepare_cached(&format!(
                 "INSERT OR IGNORE INTO status_events (event_id, site_id, kiosk_id, seq, patient_id, modality,
                     status, changed_at, ingested_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, {NOW})"
             ))?;
-            for e in &plan.statuses {
-                let EventBody::StatusChange(s) = &e.body else {
-                    continue;
-                };
-                status.execute(params![
-                    e.event_id(),
-                    e.identity.site_id,
-                    e.identity.kiosk_id,
-                    e.identity.seq as i64,
-                    s.patient_id,
-                    s.modality.as_str(),
-                    s.status.as_str(),
-                    datetime_text(s.changed_at),
-                ])?;
+            for e in &fresh {
+                let id = &e.identity;
+                match &e.body {
+                    EventBody::Arrival(a) => {
+                        let wait = predicted
+                            .get(&(id.kiosk_id.as_str(), id.seq))
+                            .copied()
+                            .unwrap_or(0.0);
+                        patient.execute(params![
+                            a.patient_id,
+                            a.patient_name,
+                            datetime_text(a.arrival_time),
+                            patient_type(a.patient_type),
+                            a.modality.as_str(),
+                            f64::from(wait),
+                            e.event_id(),
+                            id.site_id,
+                            id.kiosk_id,
+                            id.seq as i64,
+                            a.is_emergency,
+                            a.age,
+                            a.with_contrast,
+                            plan.model_version,
+                        ])?;
+                    }
+                    EventBody::StatusChange(s) => {
+                        status.execute(params![
+                            e.event_id(),
+                            id.site_id,
+                            id.kiosk_id,
+                            id.seq as i64,
+                            s.patient_id,
+                            s.modality.as_str(),
+                            s.status.as_str(),
+                            datetime_text(s.changed_at),
+                        ])?;
+                    }
+                }
             }
-            // Recompute status, call time and true wait of every touched patient.
-            let touched: BTreeSet<(&str, &str)> = plan
-                .events()
+            // Recompute status, call time and true wait of every patient a
+            // new event touched.
+            let touched: BTreeSet<(&str, &str)> = fresh
+                .iter()
                 .map(|e| (e.identity.site_id.as_str(), e.body.patient_id()))
                 .collect();
             let mut recompute = tx.prepare_cached(
@@ -271,33 +314,28 @@ impl Storage for SqliteStore {
                 recompute.execute(params![site, patient_id])?;
             }
         }
-        // Progress of every kiosk in the batch (the write transaction holds
-        // the database lock, so writers take turns).
-        let kiosks: BTreeSet<(&str, &str)> = plan
-            .events()
-            .map(|e| (e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
-            .collect();
+        // Progress: exact from the new seqs, reading the ledger only where
+        // the prefix may grow or gaps remain.
+        let mut new_seqs: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+        for e in &fresh {
+            new_seqs
+                .entry((e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
+                .or_default()
+                .push(e.identity.seq);
+        }
         let mut out = Vec::new();
-        for (site, kiosk) in kiosks {
-            let contiguous: i64 = tx
-                .query_row(
-                    "SELECT contiguous_seq FROM kiosk_progress WHERE site_id = ?1 AND kiosk_id = ?2",
-                    params![site, kiosk],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .unwrap_or(0);
-            let contiguous = contiguous.max(0) as u64;
-            let seqs: Vec<u64> = {
-                let mut q = tx.prepare_cached(
-                    "SELECT seq FROM event_ledger WHERE kiosk_id = ?1 AND seq > ?2 ORDER BY seq",
-                )?;
-                let rows =
-                    q.query_map(params![kiosk, contiguous as i64], |r| r.get::<_, i64>(0))?;
+        for ((site, kiosk), mut p) in progress {
+            let new = new_seqs
+                .get(&(site.as_str(), kiosk.as_str()))
+                .map_or(&[][..], Vec::as_slice);
+            settle_progress(&mut p, new, |after| {
+                let mut q = tx.prepare_cached(&format!(
+                    "SELECT seq FROM event_ledger WHERE kiosk_id = ?1 AND seq > ?2 ORDER BY seq LIMIT {WINDOW}"
+                ))?;
+                let rows = q.query_map(params![kiosk, after as i64], |r| r.get::<_, i64>(0))?;
                 rows.map(|r| r.map(|s| s.max(0) as u64))
-                    .collect::<Result<_, _>>()?
-            };
-            let p = progress::advance(contiguous, &seqs);
+                    .collect::<Result<Vec<u64>, _>>()
+            })?;
             let gaps = serde_json::to_string(&p.gaps).unwrap_or_else(|_| "[]".into());
             tx.execute(
                 &format!(
@@ -309,7 +347,7 @@ impl Storage for SqliteStore {
                 ),
                 params![site, kiosk, p.contiguous as i64, p.max_seq as i64, p.missing as i64, gaps],
             )?;
-            out.push((site.to_string(), kiosk.to_string(), p));
+            out.push((site, kiosk, p));
         }
         tx.commit()?;
         Ok(out)
