@@ -23,6 +23,7 @@
 //! | [`bridge`]      | the MQTT -> Kafka loop with end-to-end acks and retries | MQTT, Kafka |
 //! | [`store`]       | the storage interface: migrations, idempotent batch writes, rebuild; MySQL and SQLite | MySQL, file |
 //! | [`store_worker`] | the database thread: the store's jobs off the poll loop | database |
+//! | [`stranded`]    | notices partitions a broken group assignment left to nobody | none |
 //! | [`processor`]   | the Kafka -> MySQL loop: batch, predict, one transaction, commit offsets | Kafka, MySQL |
 //! | [`import`]      | `gateway import FILE` | file, Kafka |
 //! | [`http`]        | `/health` and `/metrics` endpoint | TCP |
@@ -42,6 +43,7 @@ pub mod puback;
 pub mod queue;
 pub mod store;
 pub mod store_worker;
+pub mod stranded;
 pub mod training;
 pub mod validate;
 

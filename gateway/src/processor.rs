@@ -1,6 +1,7 @@
 //! The processor: Kafka consumer group -> queue state -> predictor -> MySQL.
 //!
-//! One loop, one batch at a time:
+//! One loop, batches strictly in order, one in the database while the
+//! next is polled and planned:
 //!
 //! 1. poll up to `processor.batch_max_records` records or
 //!    `processor.batch_max_wait_ms` (a rebalance during the poll discards the
@@ -14,6 +15,11 @@
 //!    member in its group; while MySQL fails, pause the partitions and retry
 //!    with backoff;
 //! 4. make dead letters durable, then commit the offsets.
+//!
+//! Steps 1-2 of batch N+1 run while the database thread does step 3 of
+//! batch N; N+1 goes to the database only after N is committed, and its
+//! offsets after its own commit. If N has to be given up (a rebalance while
+//! the database is down), both are put back and the state is rebuilt.
 //!
 //! A crash between 3 and 4 replays the batch; the writes make that a no-op.
 //! On every assignment the queue state is rebuilt from MySQL before any
@@ -43,8 +49,18 @@ use crate::predictor::Predictor;
 use crate::queue::{QueueBook, Rooms};
 use crate::store::{ArrivalRow, Database, StoreError, WritePlan};
 use crate::store_worker::{Job, Outcome, StoreWorker};
+use crate::stranded::{StrandedWatch, Unowned};
 use crate::validate::DeadLetter;
 use crate::GatewayError;
+
+/// How often the stranded-partition watch looks at the group.
+const STRANDED_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How long another member's lagging partition may stand still before
+/// this member rejoins its group: twice the session timeout, so a member
+/// that died is long gone from the group and a live one has had many
+/// chances to commit.
+const STRANDED_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Fault injection for tests: when this variable is set, the processor
 /// aborts right after its first database commit, before committing offsets.
@@ -70,6 +86,8 @@ pub struct ProcessorMetrics {
     pub dead_letters: LabelledCounter,
     /// Batches discarded by a rebalance.
     pub rebalances: Counter,
+    /// Times this member left and rejoined its group to free stranded partitions.
+    pub group_rejoins: Counter,
     /// Partitions assigned now.
     pub assigned_partitions: Gauge,
     /// 1 while the last database operation succeeded.
@@ -92,6 +110,7 @@ impl Default for ProcessorMetrics {
             retries: Counter::default(),
             dead_letters: LabelledCounter::default(),
             rebalances: Counter::default(),
+            group_rejoins: Counter::default(),
             assigned_partitions: Gauge::default(),
             db_ok: Gauge::default(),
             abs_error_milli: Counter::default(),
@@ -170,6 +189,11 @@ impl Observable for ProcessorMetrics {
             "processor_rebalances_total",
             "Batches discarded by a rebalance",
             self.rebalances.get(),
+        )
+        .counter(
+            "processor_group_rejoins_total",
+            "Times this member rejoined its group to free stranded partitions",
+            self.group_rejoins.get(),
         )
         .gauge(
             "processor_assigned_partitions",
@@ -318,12 +342,50 @@ pub fn run_on(
         config.kafka.bootstrap_servers
     );
 
+    let completer = Completer {
+        consumer: &consumer,
+        config,
+        dlq: &dlq,
+        dlq_rx: &dlq_rx,
+        metrics: &metrics,
+        crash_after_commit,
+    };
+    // While the database thread writes one batch, the loop polls and plans
+    // the next: at most one batch in flight, committed strictly in order.
+    let mut in_flight: Option<InFlight> = None;
+    let mut stranded = StrandedWatch::new(STRANDED_PATIENCE);
+    let mut watched = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if watched.elapsed() >= STRANDED_CHECK_EVERY {
+            watched = Instant::now();
+            let healthy = metrics.db_ok.get() == 1;
+            if let Some(parts) = stranded.observe(watched, group.unowned().as_deref(), healthy) {
+                log::warn!(
+                    "partitions {parts:?} of {} are behind and their committed offsets have not moved \
+                     for {} s: no live member consumes them (a broker group-coordinator fault); \
+                     leaving and rejoining the group",
+                    config.kafka.topic,
+                    STRANDED_PATIENCE.as_secs()
+                );
+                metrics.group_rejoins.inc();
+                group.rejoin();
+            }
+        }
         let batch = poll_batch(&consumer, config, &metrics, &stop);
         if rebalanced.swap(false, Ordering::SeqCst) {
             need_rebuild = true;
             let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
             metrics.assigned_partitions.set(assigned as i64);
+            // The batch in flight was planned on the old assignment's
+            // state, but its rows are right whoever owns the partitions:
+            // let it finish (or give it up) before rebuilding.
+            if let Some(f) = in_flight.take() {
+                if group.finish(&db, &f, &metrics) {
+                    completer.complete(f)?;
+                } else {
+                    group.rewind(&f.batch);
+                }
+            }
             if !batch.is_empty() {
                 // The batch may mix records of the old and the new
                 // assignment: put back what is still ours and start again
@@ -357,152 +419,173 @@ pub fn run_on(
             }
         }
         if batch.is_empty() {
+            // Idle: settle what is in flight so its offsets are committed.
+            if let Some(f) = in_flight.take() {
+                if !completer.settle(&group, &db, f)? {
+                    need_rebuild = true;
+                }
+            }
             continue;
         }
         metrics.last_batch_size.set(batch.len() as i64);
-
-        // Plan: queue state, features, one prediction call.
-        let mut plan = WritePlan {
-            model_version: predictor.model_version().to_string(),
-            ..WritePlan::default()
+        let (plan, dead) = plan_batch(&batch, &predictor, &mut book, &mut predicted, &metrics)?;
+        let next = InFlight {
+            batch,
+            dead,
+            plan: Arc::new(plan),
         };
-        let mut rows: Vec<Row> = Vec::new();
-        let mut dead = Vec::new();
-        for p in &batch {
-            match &p.parsed {
-                Ok(event) => match &event.body {
-                    EventBody::Arrival(a) => {
-                        let snapshot = book.arrive(&event.identity.site_id, a);
-                        rows.push(features(a, &snapshot));
-                        plan.arrivals.push(ArrivalRow {
-                            event: event.clone(),
-                            predicted_wait_minutes: 0.0,
-                        });
-                    }
-                    EventBody::StatusChange(s) => {
-                        book.status(&event.identity.site_id, s);
-                        if s.status == Status::WithDoctor {
-                            let key = (event.identity.site_id.clone(), s.patient_id.clone());
-                            if let Some((pred, arrived)) = predicted.remove(&key) {
-                                let actual = s.changed_at.minutes_since(arrived).max(0.0);
-                                metrics
-                                    .abs_error_milli
-                                    .add(((f64::from(pred) - actual).abs() * 1000.0) as u64);
-                                metrics.predictions_checked.inc();
-                            }
-                        } else if s.status == Status::Left {
-                            predicted
-                                .remove(&(event.identity.site_id.clone(), s.patient_id.clone()));
-                        }
-                        plan.statuses.push(event.clone());
-                    }
-                },
-                Err(d) => dead.push((p, d.clone())),
+        if let Some(f) = in_flight.take() {
+            if !group.finish(&db, &f, &metrics) {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // The state both plans were built on is gone: rebuild and
+                // re-consume from the older batch.
+                need_rebuild = true;
+                group.rewind_all(&[&f.batch, &next.batch]);
+                continue;
             }
+            completer.complete(f)?;
         }
-        let predictions = predictor
-            .predict(&rows)
-            .map_err(|e| GatewayError::Model(e.to_string()))?;
-        for (row, pred) in plan.arrivals.iter_mut().zip(predictions) {
-            row.predicted_wait_minutes = pred;
-            if let EventBody::Arrival(a) = &row.event.body {
-                predicted.insert(
-                    (row.event.identity.site_id.clone(), a.patient_id.clone()),
-                    (pred, a.arrival_time),
-                );
-            }
+        if next.plan.is_empty() {
+            // Only dead letters: nothing for the database.
+            completer.complete(next)?;
+        } else if db.submit(Job::Write(Arc::clone(&next.plan))) {
+            in_flight = Some(next);
+        } else {
+            return Err(GatewayError::Io("the database thread is gone".into()));
         }
+    }
+    Ok(())
+}
 
-        // Write, retrying while the database is away.
-        if !plan.is_empty() && !write_with_retry(&group, &db, plan, &metrics) {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            // The state this plan was built on is gone; rebuild and re-consume.
-            need_rebuild = true;
-            group.rewind(&batch);
-            continue;
+/// A batch whose write has been handed to the database thread.
+struct InFlight {
+    batch: Vec<Polled>,
+    dead: Vec<(usize, DeadLetter)>,
+    plan: Arc<WritePlan>,
+}
+
+/// Parse results to queue state, features and one prediction call: the
+/// batch's write plan and its dead letters (by index in the batch).
+fn plan_batch(
+    batch: &[Polled],
+    predictor: &Predictor,
+    book: &mut QueueBook,
+    predicted: &mut HashMap<(String, String), (f32, contract::UtcMillis)>,
+    metrics: &ProcessorMetrics,
+) -> Result<(WritePlan, Vec<(usize, DeadLetter)>), GatewayError> {
+    let mut plan = WritePlan {
+        model_version: predictor.model_version().to_string(),
+        ..WritePlan::default()
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut dead = Vec::new();
+    for (i, p) in batch.iter().enumerate() {
+        match &p.parsed {
+            Ok(event) => match &event.body {
+                EventBody::Arrival(a) => {
+                    let snapshot = book.arrive(&event.identity.site_id, a);
+                    rows.push(features(a, &snapshot));
+                    plan.arrivals.push(ArrivalRow {
+                        event: event.clone(),
+                        predicted_wait_minutes: 0.0,
+                    });
+                }
+                EventBody::StatusChange(s) => {
+                    book.status(&event.identity.site_id, s);
+                    if s.status == Status::WithDoctor {
+                        let key = (event.identity.site_id.clone(), s.patient_id.clone());
+                        if let Some((pred, arrived)) = predicted.remove(&key) {
+                            let actual = s.changed_at.minutes_since(arrived).max(0.0);
+                            metrics
+                                .abs_error_milli
+                                .add(((f64::from(pred) - actual).abs() * 1000.0) as u64);
+                            metrics.predictions_checked.inc();
+                        }
+                    } else if s.status == Status::Left {
+                        predicted.remove(&(event.identity.site_id.clone(), s.patient_id.clone()));
+                    }
+                    plan.statuses.push(event.clone());
+                }
+            },
+            Err(d) => dead.push((i, d.clone())),
         }
-        if crash_after_commit {
+    }
+    let predictions = predictor
+        .predict(&rows)
+        .map_err(|e| GatewayError::Model(e.to_string()))?;
+    for (row, pred) in plan.arrivals.iter_mut().zip(predictions) {
+        row.predicted_wait_minutes = pred;
+        if let EventBody::Arrival(a) = &row.event.body {
+            predicted.insert(
+                (row.event.identity.site_id.clone(), a.patient_id.clone()),
+                (pred, a.arrival_time),
+            );
+        }
+    }
+    Ok((plan, dead))
+}
+
+/// What completing a batch needs once its rows are committed: the
+/// dead-letter producer and the consumer whose offsets it commits.
+struct Completer<'a> {
+    consumer: &'a GroupConsumer,
+    config: &'a Config,
+    dlq: &'a kafka::ReportingProducer,
+    dlq_rx: &'a crossbeam_channel::Receiver<kafka::Delivered>,
+    metrics: &'a ProcessorMetrics,
+    crash_after_commit: bool,
+}
+
+impl Completer<'_> {
+    /// Wait for the batch in flight and complete it. Returns false if it
+    /// was abandoned (its records are put back; the caller rebuilds).
+    fn settle(&self, group: &Group<'_>, db: &StoreWorker, f: InFlight) -> Result<bool, GatewayError> {
+        if group.finish(db, &f, self.metrics) {
+            self.complete(f)?;
+            Ok(true)
+        } else {
+            group.rewind(&f.batch);
+            Ok(false)
+        }
+    }
+
+    /// After the batch's rows are committed: make its dead letters
+    /// durable, then commit its offsets.
+    fn complete(&self, f: InFlight) -> Result<(), GatewayError> {
+        if self.crash_after_commit && !f.plan.is_empty() {
             log::error!("{CRASH_AFTER_DB_COMMIT} is set: aborting after the database commit");
             std::process::abort();
         }
-
-        // Dead letters must be durable before their offsets are committed.
-        if !dead.is_empty() {
-            for (p, d) in &dead {
-                let source = format!("{}/{}/{}", config.kafka.topic, p.partition, p.offset);
+        let topic = &self.config.kafka.topic;
+        if !f.dead.is_empty() {
+            for (i, d) in &f.dead {
+                let p = &f.batch[*i];
+                let source = format!("{topic}/{}/{}", p.partition, p.offset);
                 log::warn!("dead letter at {source}: {} ({})", d.reason, d.detail);
                 let record =
-                    PreparedRecord::dead_letter(&config.kafka.dlq_topic, d, &source, "processor");
+                    PreparedRecord::dead_letter(&self.config.kafka.dlq_topic, d, &source, "processor");
                 let token = Token {
                     batch: 0,
                     attempt: 1,
                     sent_at: Instant::now(),
                 };
-                kafka::send_record(&dlq, &record, token)
+                kafka::send_record(self.dlq, &record, token)
                     .map_err(|e| GatewayError::Kafka(format!("dead letter: {e}")))?;
             }
-            kafka::flush(&dlq, Duration::from_secs(300))?;
-            let failed = dlq_rx.try_iter().filter(|d| d.error.is_some()).count();
+            kafka::flush(self.dlq, Duration::from_secs(300))?;
+            let failed = self.dlq_rx.try_iter().filter(|d| d.error.is_some()).count();
             if failed > 0 {
                 return Err(GatewayError::Kafka(format!(
                     "{failed} dead letters were not delivered"
                 )));
             }
-            for (_, d) in &dead {
-                metrics.dead_letters.add(d.reason, 1);
+            for (_, d) in &f.dead {
+                self.metrics.dead_letters.add(d.reason, 1);
             }
         }
-        commit_offsets(&consumer, config, &batch)?;
-    }
-    Ok(())
-}
-
-/// Write one plan, retrying with backoff while the database fails. Returns
-/// false if the batch must be abandoned (stop, or the assignment changed).
-fn write_with_retry(
-    group: &Group<'_>,
-    db: &StoreWorker,
-    plan: WritePlan,
-    metrics: &ProcessorMetrics,
-) -> bool {
-    let mut backoff = Duration::from_millis(200);
-    let len = plan.len() as u64;
-    let plan = Arc::new(plan);
-    loop {
-        let started = Instant::now();
-        match group.run_db(db, Job::Write(Arc::clone(&plan)), metrics) {
-            Some(Outcome::Written) => {
-                metrics.transaction_latency.observe(started.elapsed());
-                metrics.events_written.add(len);
-                metrics.batches.inc();
-                if metrics.db_ok.get() == 0 {
-                    log::info!("database writes succeed again");
-                }
-                metrics.db_ok.set(1);
-                return true;
-            }
-            Some(Outcome::Failed(e)) => {
-                metrics.retries.inc();
-                log::debug!(
-                    "database write failed (attempt {}): {e}",
-                    metrics.retries.get()
-                );
-                db_failed(metrics, &e);
-                // A refusal will not heal by itself: retry slowly.
-                let wait = if e.is_transient() {
-                    backoff
-                } else {
-                    Duration::from_secs(30)
-                };
-                if !group.keep_alive(wait) || group.rebalanced.load(Ordering::SeqCst) {
-                    return false;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Some(Outcome::Rebuilt(..)) | None => return false,
-        }
+        commit_offsets(self.consumer, topic, &f.batch)
     }
 }
 
@@ -516,6 +599,53 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
+    /// Wait for the write of `f` (already submitted), resubmitting it with
+    /// backoff while the database fails. Returns false if the batch must be
+    /// abandoned (stop, or the assignment changed).
+    fn finish(&self, db: &StoreWorker, f: &InFlight, metrics: &ProcessorMetrics) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        let len = f.plan.len() as u64;
+        let mut started = Instant::now();
+        loop {
+            match self.outcome(db, metrics) {
+                Some(Outcome::Written) => {
+                    metrics.transaction_latency.observe(started.elapsed());
+                    metrics.events_written.add(len);
+                    metrics.batches.inc();
+                    if metrics.db_ok.get() == 0 {
+                        log::info!("database writes succeed again");
+                    }
+                    metrics.db_ok.set(1);
+                    return true;
+                }
+                Some(Outcome::Failed(e)) => {
+                    metrics.retries.inc();
+                    log::debug!(
+                        "database write failed (attempt {}): {e}",
+                        metrics.retries.get()
+                    );
+                    db_failed(metrics, &e);
+                    // A refusal will not heal by itself: retry slowly.
+                    let wait = if e.is_transient() {
+                        backoff
+                    } else {
+                        Duration::from_secs(30)
+                    };
+                    if !self.keep_alive(wait) || self.rebalanced.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    if !db.submit(Job::Write(Arc::clone(&f.plan))) {
+                        log::error!("the database thread is gone");
+                        return false;
+                    }
+                    started = Instant::now();
+                }
+                Some(Outcome::Rebuilt(..)) | None => return false,
+            }
+        }
+    }
+
     /// Run one database job and wait for its outcome, keeping the group
     /// membership alive if it takes long. `None` if asked to stop.
     fn run_db(&self, db: &StoreWorker, job: Job, metrics: &ProcessorMetrics) -> Option<Outcome> {
@@ -523,6 +653,12 @@ impl Group<'_> {
             log::error!("the database thread is gone");
             return None;
         }
+        self.outcome(db, metrics)
+    }
+
+    /// Wait for the outcome of the job submitted last, keeping the group
+    /// membership alive if it takes long. `None` if asked to stop.
+    fn outcome(&self, db: &StoreWorker, metrics: &ProcessorMetrics) -> Option<Outcome> {
         let started = Instant::now();
         let mut paused: Option<TopicPartitionList> = None;
         let outcome = loop {
@@ -586,8 +722,14 @@ impl Group<'_> {
     /// Put back the records of `batch` whose partitions are still assigned:
     /// the next poll returns them again.
     fn rewind(&self, batch: &[Polled]) {
+        self.rewind_all(&[batch]);
+    }
+
+    /// [`Group::rewind`] over several batches: each partition goes back to
+    /// its first record in any of them.
+    fn rewind_all(&self, batches: &[&[Polled]]) {
         let mut first: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in batch {
+        for p in batches.iter().flat_map(|b| b.iter()) {
             let e = first.entry(p.partition).or_insert(p.offset);
             *e = (*e).min(p.offset);
         }
@@ -616,12 +758,53 @@ impl Group<'_> {
                 "cannot rewind {}/{partition} to {offset}: {e}; rejoining the group",
                 self.topic
             );
-            self.consumer.unsubscribe();
-            if let Err(e) = self.consumer.subscribe(&[self.topic]) {
-                log::error!("resubscribing to {}: {e}", self.topic);
-            }
-            self.rebalanced.store(true, Ordering::SeqCst);
+            self.rejoin();
         }
+    }
+
+    /// Leave the group and join again as a new member: the next
+    /// assignment starts from the committed offsets, which never skip a
+    /// record.
+    fn rejoin(&self) {
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&[self.topic]) {
+            log::error!("resubscribing to {}: {e}", self.topic);
+        }
+        self.rebalanced.store(true, Ordering::SeqCst);
+    }
+
+    /// The partitions of the topic this member does not own, with the
+    /// group's committed offsets and their high watermarks; `None` if the
+    /// broker does not answer promptly.
+    fn unowned(&self) -> Option<Vec<Unowned>> {
+        let wait = Duration::from_secs(1);
+        let metadata = self.consumer.fetch_metadata(Some(self.topic), wait).ok()?;
+        let mine = self.consumer.assignment().ok()?;
+        let mut others = TopicPartitionList::new();
+        for p in metadata.topics().iter().find(|t| t.name() == self.topic)?.partitions() {
+            if mine.find_partition(self.topic, p.id()).is_none() {
+                others.add_partition(self.topic, p.id());
+            }
+        }
+        if others.count() == 0 {
+            return Some(Vec::new());
+        }
+        let committed = self.consumer.committed_offsets(others, wait).ok()?;
+        committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let (_, high) = self
+                    .consumer
+                    .fetch_watermarks(self.topic, e.partition(), wait)
+                    .ok()?;
+                Some(Unowned {
+                    partition: e.partition(),
+                    committed: e.offset().to_raw().unwrap_or(-1),
+                    high_watermark: high,
+                })
+            })
+            .collect()
     }
 }
 
@@ -672,11 +855,7 @@ fn poll_batch(
     batch
 }
 
-fn commit_offsets(
-    consumer: &GroupConsumer,
-    config: &Config,
-    batch: &[Polled],
-) -> Result<(), GatewayError> {
+fn commit_offsets(consumer: &GroupConsumer, topic: &str, batch: &[Polled]) -> Result<(), GatewayError> {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for p in batch {
         let e = next.entry(p.partition).or_insert(p.offset + 1);
@@ -684,7 +863,7 @@ fn commit_offsets(
     }
     let mut tpl = TopicPartitionList::new();
     for (partition, offset) in next {
-        tpl.add_partition_offset(&config.kafka.topic, partition, Offset::Offset(offset))
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
             .map_err(|e| GatewayError::Kafka(e.to_string()))?;
     }
     // Asynchronous: the broker's answer must never hold up the poll loop

@@ -80,8 +80,27 @@ const MIGRATIONS: [&str; SCHEMA_VERSION] = [
      ) ENGINE=InnoDB;",
 ];
 
-/// Rows per multi-row statement.
-const CHUNK: usize = 500;
+/// Most rows per multi-row statement.
+const CHUNK: usize = 512;
+
+/// Split `items` into chunks whose lengths are powers of two, largest
+/// first (700 rows: 512, 128, 32, 16, 8, 4). A multi-row statement's text
+/// depends on its row count, and each new text is a new server-side
+/// prepare; with these sizes a connection prepares each statement at most
+/// ten times, ever, and then reuses it from its statement cache.
+fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = rest.len().min(CHUNK);
+        let size = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        let (head, tail) = rest.split_at(size);
+        rest = tail;
+        Some(head)
+    })
+}
 
 impl From<mysql::Error> for StoreError {
     fn from(e: mysql::Error) -> Self {
@@ -134,6 +153,8 @@ pub fn opts(cfg: &MysqlConfig, with_db: bool) -> Opts {
         .user(Some(cfg.user.clone()))
         .pass(cfg.password.get().map(str::to_string))
         .tcp_connect_timeout(Some(std::time::Duration::from_secs(5)))
+        // Room for every (statement, chunk size) pair `write` uses.
+        .stmt_cache_size(Some(128))
         .read_timeout(Some(std::time::Duration::from_secs(60)))
         .write_timeout(Some(std::time::Duration::from_secs(60)))
         .init(vec![
@@ -193,7 +214,7 @@ impl Storage for MysqlStore {
             .collect();
         let mut progress = BTreeMap::new();
         let kiosks: Vec<(&str, &str)> = kiosks.into_iter().collect();
-        for chunk in kiosks.chunks(CHUNK) {
+        for chunk in chunks(&kiosks) {
             let params: Vec<Value> = chunk
                 .iter()
                 .flat_map(|(s, k)| [Value::from(*s), Value::from(*k)])
@@ -259,7 +280,7 @@ impl Storage for MysqlStore {
                 EventBody::StatusChange(_) => None,
             })
             .collect();
-        for chunk in arrivals.chunks(CHUNK) {
+        for chunk in chunks(&arrivals) {
             let mut params = Vec::with_capacity(chunk.len() * 14);
             for (e, a, predicted) in chunk {
                 let id = &e.identity;
@@ -298,7 +319,7 @@ impl Storage for MysqlStore {
                 EventBody::Arrival(_) => None,
             })
             .collect();
-        for chunk in statuses.chunks(CHUNK) {
+        for chunk in chunks(&statuses) {
             let mut params = Vec::with_capacity(chunk.len() * 8);
             for (e, s) in chunk {
                 params.extend([
@@ -330,7 +351,7 @@ impl Storage for MysqlStore {
             .map(|e| (e.identity.site_id.as_str(), e.body.patient_id()))
             .collect();
         let touched: Vec<(&str, &str)> = touched.into_iter().collect();
-        for chunk in touched.chunks(CHUNK) {
+        for chunk in chunks(&touched) {
             let params: Vec<Value> = chunk
                 .iter()
                 .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
@@ -383,7 +404,7 @@ impl Storage for MysqlStore {
             })?;
             out.push((site, kiosk, p));
         }
-        for chunk in out.chunks(CHUNK) {
+        for chunk in chunks(&out) {
             let mut params = Vec::with_capacity(chunk.len() * 6);
             for (site, kiosk, p) in chunk {
                 params.extend([
@@ -408,19 +429,19 @@ impl Storage for MysqlStore {
         }
         let t5 = t0.elapsed();
         tx.commit()?;
-        if std::env::var_os("KTK_PROFILE").is_some() {
-            eprintln!(
-                "write {} fresh {}: lock {:?} ledger {:?} rows {:?} recompute {:?} progress {:?} commit {:?}",
-                plan.len(),
-                fresh.len(),
-                t1,
-                t2 - t1,
-                t3 - t2,
-                t4 - t3,
-                t5 - t4,
-                t0.elapsed() - t5
-            );
-        }
+        log::debug!(
+            "batch of {} events ({} new) written in {:.1} ms: progress lock {:.1}, ledger {:.1}, \
+             rows {:.1}, status recompute {:.1}, progress {:.1}, commit {:.1}",
+            plan.len(),
+            fresh.len(),
+            ms(t0.elapsed()),
+            ms(t1),
+            ms(t2 - t1),
+            ms(t3 - t2),
+            ms(t4 - t3),
+            ms(t5 - t4),
+            ms(t0.elapsed() - t5)
+        );
         Ok(out)
     }
 
@@ -560,10 +581,14 @@ impl Storage for MysqlStore {
     }
 }
 
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 /// Insert the ledger rows of `events`; returns the rows inserted.
 fn insert_ledger(tx: &mut Transaction<'_>, events: &[&Event]) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in events.chunks(CHUNK) {
+    for chunk in chunks(&events) {
         let mut params = Vec::with_capacity(chunk.len() * 5);
         for e in chunk {
             params.extend([
@@ -592,7 +617,7 @@ fn ledger_holds(
     events: &[&Event],
 ) -> Result<HashSet<(String, u64)>, StoreError> {
     let mut held = HashSet::new();
-    for chunk in events.chunks(CHUNK) {
+    for chunk in chunks(&events) {
         let params: Vec<Value> = chunk
             .iter()
             .flat_map(|e| [Value::from(&e.identity.kiosk_id), Value::from(e.identity.seq)])
@@ -645,4 +670,21 @@ fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
     })();
     let _: Option<i64> = conn.query_first("SELECT RELEASE_LOCK('ktk_migrations')")?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first_and_cover_everything() {
+        let items: Vec<u32> = (0..2000).collect();
+        let sizes: Vec<usize> = chunks(&items).map(<[u32]>::len).collect();
+        assert_eq!(sizes, vec![512, 512, 512, 256, 128, 64, 16]);
+        let back: Vec<u32> = chunks(&items).flatten().copied().collect();
+        assert_eq!(back, items);
+        assert_eq!(chunks(&items[..700]).map(<[u32]>::len).collect::<Vec<_>>(), vec![512, 128, 32, 16, 8, 4]);
+        assert_eq!(chunks(&items[..0]).count(), 0);
+        assert_eq!(chunks(&items[..1]).map(<[u32]>::len).collect::<Vec<_>>(), vec![1]);
+    }
 }
