@@ -90,6 +90,9 @@ fn main() {
     let Some(n) = common::bench_events(200_000) else {
         return;
     };
+    // RUST_LOG=gateway::store=debug shows each transaction's phases.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .try_init();
     let events = events(n);
     let dir = temp_dir("bench-processor");
     let tansu = Tansu::start(&dir);

@@ -412,7 +412,7 @@ pub fn run_on(
                     group.keep_alive(Duration::from_secs(1));
                     continue;
                 }
-                Some(Outcome::Written) | None => {
+                Some(Outcome::Written(_)) | None => {
                     group.rewind(&batch);
                     continue;
                 }
@@ -541,7 +541,12 @@ struct Completer<'a> {
 impl Completer<'_> {
     /// Wait for the batch in flight and complete it. Returns false if it
     /// was abandoned (its records are put back; the caller rebuilds).
-    fn settle(&self, group: &Group<'_>, db: &StoreWorker, f: InFlight) -> Result<bool, GatewayError> {
+    fn settle(
+        &self,
+        group: &Group<'_>,
+        db: &StoreWorker,
+        f: InFlight,
+    ) -> Result<bool, GatewayError> {
         if group.finish(db, &f, self.metrics) {
             self.complete(f)?;
             Ok(true)
@@ -564,8 +569,12 @@ impl Completer<'_> {
                 let p = &f.batch[*i];
                 let source = format!("{topic}/{}/{}", p.partition, p.offset);
                 log::warn!("dead letter at {source}: {} ({})", d.reason, d.detail);
-                let record =
-                    PreparedRecord::dead_letter(&self.config.kafka.dlq_topic, d, &source, "processor");
+                let record = PreparedRecord::dead_letter(
+                    &self.config.kafka.dlq_topic,
+                    d,
+                    &source,
+                    "processor",
+                );
                 let token = Token {
                     batch: 0,
                     attempt: 1,
@@ -605,11 +614,10 @@ impl Group<'_> {
     fn finish(&self, db: &StoreWorker, f: &InFlight, metrics: &ProcessorMetrics) -> bool {
         let mut backoff = Duration::from_millis(200);
         let len = f.plan.len() as u64;
-        let mut started = Instant::now();
         loop {
             match self.outcome(db, metrics) {
-                Some(Outcome::Written) => {
-                    metrics.transaction_latency.observe(started.elapsed());
+                Some(Outcome::Written(took)) => {
+                    metrics.transaction_latency.observe(took);
                     metrics.events_written.add(len);
                     metrics.batches.inc();
                     if metrics.db_ok.get() == 0 {
@@ -639,7 +647,6 @@ impl Group<'_> {
                         log::error!("the database thread is gone");
                         return false;
                     }
-                    started = Instant::now();
                 }
                 Some(Outcome::Rebuilt(..)) | None => return false,
             }
@@ -781,7 +788,12 @@ impl Group<'_> {
         let metadata = self.consumer.fetch_metadata(Some(self.topic), wait).ok()?;
         let mine = self.consumer.assignment().ok()?;
         let mut others = TopicPartitionList::new();
-        for p in metadata.topics().iter().find(|t| t.name() == self.topic)?.partitions() {
+        for p in metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == self.topic)?
+            .partitions()
+        {
             if mine.find_partition(self.topic, p.id()).is_none() {
                 others.add_partition(self.topic, p.id());
             }
@@ -855,7 +867,11 @@ fn poll_batch(
     batch
 }
 
-fn commit_offsets(consumer: &GroupConsumer, topic: &str, batch: &[Polled]) -> Result<(), GatewayError> {
+fn commit_offsets(
+    consumer: &GroupConsumer,
+    topic: &str,
+    batch: &[Polled],
+) -> Result<(), GatewayError> {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for p in batch {
         let e = next.entry(p.partition).or_insert(p.offset + 1);

@@ -80,7 +80,11 @@ impl Progress {
     /// window was part of the prefix and more may follow.
     pub fn scan(&mut self, window: &[u64]) -> Next {
         let start = self.contiguous;
-        let mut rest = window.iter().copied().skip_while(|&s| s <= start).peekable();
+        let mut rest = window
+            .iter()
+            .copied()
+            .skip_while(|&s| s <= start)
+            .peekable();
         while rest.peek() == Some(&(self.contiguous + 1)) {
             self.contiguous += 1;
             rest.next();
@@ -151,7 +155,10 @@ mod tests {
         assert_eq!((p.contiguous, p.missing), (0, 1));
         assert_eq!(p.gaps, vec![SeqRange::new(1, 1)]);
         let p = run(&[&[2], &[1]]);
-        assert_eq!((p.contiguous, p.max_seq, p.missing, p.gaps.len()), (2, 2, 0, 0));
+        assert_eq!(
+            (p.contiguous, p.max_seq, p.missing, p.gaps.len()),
+            (2, 2, 0, 0)
+        );
     }
 
     #[test]
@@ -180,10 +187,18 @@ mod tests {
         let refs: Vec<&[u64]> = batches.iter().map(Vec::as_slice).collect();
         for k in 1..=refs.len() {
             let p = run(&refs[..k]);
-            assert_eq!((p.contiguous, p.max_seq, p.missing), expected(&refs[..k]), "after {k} batches");
+            assert_eq!(
+                (p.contiguous, p.max_seq, p.missing),
+                expected(&refs[..k]),
+                "after {k} batches"
+            );
             assert!(p.gaps.len() <= MAX_GAPS);
             if p.missing > 0 {
-                assert_eq!(p.gaps[0].first, p.contiguous + 1, "the first gap starts after the prefix");
+                assert_eq!(
+                    p.gaps[0].first,
+                    p.contiguous + 1,
+                    "the first gap starts after the prefix"
+                );
             }
         }
         assert_eq!(run(&refs).contiguous, n);
@@ -194,6 +209,9 @@ mod tests {
         // Everything but seq 1 first, then seq 1: the prefix jumps to the end.
         let rest: Vec<u64> = (2..=3 * WINDOW as u64 + 17).collect();
         let p = run(&[&rest, &[1]]);
-        assert_eq!((p.contiguous, p.missing, p.gaps.len()), (3 * WINDOW as u64 + 17, 0, 0));
+        assert_eq!(
+            (p.contiguous, p.missing, p.gaps.len()),
+            (3 * WINDOW as u64 + 17, 0, 0)
+        );
     }
 }

@@ -62,6 +62,9 @@ pub struct Queue {
     index: HashMap<String, (u8, i64)>,
     /// patient id -> (called-at, contrast), for patients in service.
     in_service: HashMap<String, (UtcMillis, bool)>,
+    /// Waiting patients by [emergency][contrast]: a snapshot in O(1), not
+    /// O(queue length) per arrival.
+    counts: [[u32; 2]; 2],
     modality: Modality,
     recent_wait: f64,
     recent_exam: f64,
@@ -74,6 +77,7 @@ impl Queue {
             waiting: BTreeMap::new(),
             index: HashMap::new(),
             in_service: HashMap::new(),
+            counts: [[0; 2]; 2],
             modality,
             recent_wait: 0.0,
             recent_exam: typical_exam_minutes(modality),
@@ -89,16 +93,17 @@ impl Queue {
             recent_exam_minutes: self.recent_exam,
             ..QueueSnapshot::default()
         };
-        for ((priority, _, _), w) in &self.waiting {
-            if *priority == 0 {
-                s.emergencies_waiting += 1;
-            }
-            if !emergency || w.emergency {
-                s.ahead += 1;
-                s.contrast_ahead += u32::from(w.contrast);
-                s.work_ahead_minutes += expected_exam_minutes(self.modality, w.contrast);
-            }
-        }
+        let [scheduled, emergencies] = self.counts;
+        s.emergencies_waiting = emergencies[0] + emergencies[1];
+        let [plain, contrast] = if emergency {
+            emergencies
+        } else {
+            [scheduled[0] + emergencies[0], scheduled[1] + emergencies[1]]
+        };
+        s.ahead = plain + contrast;
+        s.contrast_ahead = contrast;
+        s.work_ahead_minutes = f64::from(plain) * expected_exam_minutes(self.modality, false)
+            + f64::from(contrast) * expected_exam_minutes(self.modality, true);
         s.work_ahead_minutes /= f64::from(self.rooms.max(1));
         if self.in_service.len() as u32 >= self.rooms {
             s.room_free_in_minutes = self
@@ -131,6 +136,7 @@ impl Queue {
                 emergency: a.is_emergency,
             },
         );
+        self.counts[usize::from(a.is_emergency)][usize::from(a.with_contrast)] += 1;
     }
 
     /// Remove a waiting patient; returns when they arrived and whether
@@ -140,6 +146,8 @@ impl Queue {
         let w = self
             .waiting
             .remove(&(priority, at, patient_id.to_string()))?;
+        let n = &mut self.counts[usize::from(w.emergency)][usize::from(w.contrast)];
+        *n = n.saturating_sub(1);
         Some((UtcMillis(at), w.contrast))
     }
 

@@ -33,8 +33,8 @@ pub enum Job {
 pub enum Outcome {
     /// The state read by [`Job::Rebuild`].
     Rebuilt(Box<QueueBook>, WaitingPredictions),
-    /// The batch of [`Job::Write`] is committed.
-    Written,
+    /// The batch of [`Job::Write`] is committed; how long its transaction took.
+    Written(std::time::Duration),
     /// The job failed; the connection was dropped.
     Failed(StoreError),
 }
@@ -117,8 +117,9 @@ fn run(
             Ok(Outcome::Rebuilt(Box::new(book), waiting))
         }
         Job::Write(plan) => {
+            let started = std::time::Instant::now();
             st.write(&plan)?;
-            Ok(Outcome::Written)
+            Ok(Outcome::Written(started.elapsed()))
         }
     }
 }

@@ -66,7 +66,10 @@ impl StrandedWatch {
             return None;
         };
         let mut seen = BTreeMap::new();
-        for u in unowned.iter().filter(|u| u.high_watermark > u.committed.max(0)) {
+        for u in unowned
+            .iter()
+            .filter(|u| u.high_watermark > u.committed.max(0))
+        {
             let since = match self.still.get(&u.partition) {
                 Some((committed, since)) if *committed == u.committed => *since,
                 _ => now,
@@ -112,11 +115,19 @@ mod tests {
         let view = [at(2, 100, 500), at(3, 80, 80)];
         assert_eq!(w.observe(s(0), Some(&view), true), None);
         assert_eq!(w.observe(s(20), Some(&view), true), None);
-        assert_eq!(w.observe(s(30), Some(&view), true), Some(vec![2]), "3 has no lag");
+        assert_eq!(
+            w.observe(s(30), Some(&view), true),
+            Some(vec![2]),
+            "3 has no lag"
+        );
         // Rests a full patience after a rejoin.
         assert_eq!(w.observe(s(45), Some(&view), true), None);
         assert_eq!(w.observe(s(59), Some(&view), true), None);
-        assert_eq!(w.observe(s(61), Some(&view), true), None, "the count restarted after the rejoin");
+        assert_eq!(
+            w.observe(s(61), Some(&view), true),
+            None,
+            "the count restarted after the rejoin"
+        );
         assert_eq!(w.observe(s(75), Some(&view), true), Some(vec![2]));
     }
 
@@ -126,12 +137,23 @@ mod tests {
         let s = |secs: u64| t0 + Duration::from_secs(secs);
         let mut w = StrandedWatch::new(Duration::from_secs(30));
         assert_eq!(w.observe(s(0), Some(&[at(1, 10, 90)]), true), None);
-        assert_eq!(w.observe(s(25), Some(&[at(1, 50, 90)]), true), None, "its owner commits");
+        assert_eq!(
+            w.observe(s(25), Some(&[at(1, 50, 90)]), true),
+            None,
+            "its owner commits"
+        );
         assert_eq!(w.observe(s(50), Some(&[at(1, 50, 90)]), true), None);
-        assert_eq!(w.observe(s(54), Some(&[at(1, 50, 90)]), false), None, "we are unhealthy");
+        assert_eq!(
+            w.observe(s(54), Some(&[at(1, 50, 90)]), false),
+            None,
+            "we are unhealthy"
+        );
         assert_eq!(w.observe(s(60), None, true), None, "no view");
         assert_eq!(w.observe(s(70), Some(&[at(1, 50, 90)]), true), None);
-        assert_eq!(w.observe(s(100), Some(&[at(1, 50, 90)]), true), Some(vec![1]));
+        assert_eq!(
+            w.observe(s(100), Some(&[at(1, 50, 90)]), true),
+            Some(vec![1])
+        );
     }
 
     #[test]

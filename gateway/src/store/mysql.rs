@@ -264,7 +264,12 @@ impl Storage for MysqlStore {
         let predicted: HashMap<(&str, u64), f32> = plan
             .arrivals
             .iter()
-            .map(|a| ((a.event.identity.kiosk_id.as_str(), a.event.identity.seq), a.predicted_wait_minutes))
+            .map(|a| {
+                (
+                    (a.event.identity.kiosk_id.as_str(), a.event.identity.seq),
+                    a.predicted_wait_minutes,
+                )
+            })
             .collect();
         let arrivals: Vec<(&Event, &Arrival, f32)> = fresh
             .iter()
@@ -620,7 +625,12 @@ fn ledger_holds(
     for chunk in chunks(&events) {
         let params: Vec<Value> = chunk
             .iter()
-            .flat_map(|e| [Value::from(&e.identity.kiosk_id), Value::from(e.identity.seq)])
+            .flat_map(|e| {
+                [
+                    Value::from(&e.identity.kiosk_id),
+                    Value::from(e.identity.seq),
+                ]
+            })
             .collect();
         let rows: Vec<(String, u64)> = tx.exec(
             format!(
@@ -683,8 +693,14 @@ mod tests {
         assert_eq!(sizes, vec![512, 512, 512, 256, 128, 64, 16]);
         let back: Vec<u32> = chunks(&items).flatten().copied().collect();
         assert_eq!(back, items);
-        assert_eq!(chunks(&items[..700]).map(<[u32]>::len).collect::<Vec<_>>(), vec![512, 128, 32, 16, 8, 4]);
+        assert_eq!(
+            chunks(&items[..700]).map(<[u32]>::len).collect::<Vec<_>>(),
+            vec![512, 128, 32, 16, 8, 4]
+        );
         assert_eq!(chunks(&items[..0]).count(), 0);
-        assert_eq!(chunks(&items[..1]).map(<[u32]>::len).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            chunks(&items[..1]).map(<[u32]>::len).collect::<Vec<_>>(),
+            vec![1]
+        );
     }
 }
