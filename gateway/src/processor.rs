@@ -21,6 +21,10 @@
 //! offsets after its own commit. If N has to be given up (a rebalance while
 //! the database is down), both are put back and the state is rebuilt.
 //!
+//! Every few seconds the loop also runs the stranded-partition watch
+//! ([`crate::stranded`]): a partition no live member consumes (a broker
+//! coordinator fault seen on Tansu 0.6) makes this member rejoin its group.
+//!
 //! A crash between 3 and 4 replays the batch; the writes make that a no-op.
 //! On every assignment the queue state is rebuilt from MySQL before any
 //! record is processed.
