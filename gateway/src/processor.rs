@@ -785,12 +785,17 @@ impl Group<'_> {
     }
 
     /// The partitions of the topic this member does not own, with the
-    /// group's committed offsets and their high watermarks; `None` if the
-    /// broker does not answer promptly.
+    /// group's committed offsets and their high watermarks; `None` while
+    /// this member owns nothing or if the broker does not answer promptly.
     fn unowned(&self) -> Option<Vec<Unowned>> {
         let wait = Duration::from_secs(1);
         let metadata = self.consumer.fetch_metadata(Some(self.topic), wait).ok()?;
         let mine = self.consumer.assignment().ok()?;
+        if mine.count() == 0 {
+            // Joining or rejoining: no judgement, and no extra requests to a
+            // coordinator that is busy forming the group.
+            return None;
+        }
         let mut others = TopicPartitionList::new();
         for p in metadata
             .topics()

@@ -593,7 +593,7 @@ fn ms(d: std::time::Duration) -> f64 {
 /// Insert the ledger rows of `events`; returns the rows inserted.
 fn insert_ledger(tx: &mut Transaction<'_>, events: &[&Event]) -> Result<u64, StoreError> {
     let mut inserted = 0;
-    for chunk in chunks(&events) {
+    for chunk in chunks(events) {
         let mut params = Vec::with_capacity(chunk.len() * 5);
         for e in chunk {
             params.extend([
@@ -622,7 +622,7 @@ fn ledger_holds(
     events: &[&Event],
 ) -> Result<HashSet<(String, u64)>, StoreError> {
     let mut held = HashSet::new();
-    for chunk in chunks(&events) {
+    for chunk in chunks(events) {
         let params: Vec<Value> = chunk
             .iter()
             .flat_map(|e| {
