@@ -14,7 +14,9 @@
 //!    a slow or absent database never stops the polling that keeps this
 //!    member in its group; while MySQL fails, pause the partitions and retry
 //!    with backoff;
-//! 4. make dead letters durable, then commit the offsets.
+//! 4. make dead letters durable, then commit the offsets (at most once a
+//!    second while batches keep coming; at once when idle, on a rebalance
+//!    and on stop).
 //!
 //! Steps 1-2 of batch N+1 run while the database thread does step 3 of
 //! batch N; N+1 goes to the database only after N is committed, and its
@@ -56,6 +58,10 @@ use crate::store_worker::{Job, Outcome, StoreWorker};
 use crate::stranded::{StrandedWatch, Unowned};
 use crate::validate::DeadLetter;
 use crate::GatewayError;
+
+/// Longest a completed batch's offsets wait to be committed while batches
+/// keep coming (an idle loop, a rebalance and a stop commit at once).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the stranded-partition watch looks at the group.
 const STRANDED_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -347,6 +353,8 @@ pub fn run_on(
     );
 
     let completer = Completer {
+        pending: std::cell::RefCell::new(BTreeMap::new()),
+        last_commit: std::cell::Cell::new(Instant::now()),
         consumer: &consumer,
         config,
         dlq: &dlq,
@@ -390,6 +398,7 @@ pub fn run_on(
                     group.rewind(&f.batch);
                 }
             }
+            completer.commit(true)?;
             if !batch.is_empty() {
                 // The batch may mix records of the old and the new
                 // assignment: put back what is still ours and start again
@@ -429,6 +438,7 @@ pub fn run_on(
                     need_rebuild = true;
                 }
             }
+            completer.commit(true)?;
             continue;
         }
         metrics.last_batch_size.set(batch.len() as i64);
@@ -460,6 +470,7 @@ pub fn run_on(
             return Err(GatewayError::Io("the database thread is gone".into()));
         }
     }
+    completer.commit(true)?;
     Ok(())
 }
 
@@ -534,6 +545,9 @@ fn plan_batch(
 /// What completing a batch needs once its rows are committed: the
 /// dead-letter producer and the consumer whose offsets it commits.
 struct Completer<'a> {
+    /// Offsets of completed batches not yet committed, by partition.
+    pending: std::cell::RefCell<BTreeMap<i32, i64>>,
+    last_commit: std::cell::Cell<Instant>,
     consumer: &'a GroupConsumer,
     config: &'a Config,
     dlq: &'a kafka::ReportingProducer,
@@ -598,7 +612,30 @@ impl Completer<'_> {
                 self.metrics.dead_letters.add(d.reason, 1);
             }
         }
-        commit_offsets(self.consumer, topic, &f.batch)
+        {
+            let mut pending = self.pending.borrow_mut();
+            for p in &f.batch {
+                let e = pending.entry(p.partition).or_insert(p.offset + 1);
+                *e = (*e).max(p.offset + 1);
+            }
+        }
+        self.commit(false)
+    }
+
+    /// Commit the completed batches' offsets: at most once per
+    /// [`COMMIT_EVERY`] unless `now`. Every commit is a coordinator request,
+    /// and a durable broker under load answers them slowly enough to hold
+    /// back the heartbeats queued behind them; an offset committed late
+    /// only means a longer (harmless) replay after a crash.
+    fn commit(&self, now: bool) -> Result<(), GatewayError> {
+        if self.pending.borrow().is_empty()
+            || (!now && self.last_commit.get().elapsed() < COMMIT_EVERY)
+        {
+            return Ok(());
+        }
+        let offsets = std::mem::take(&mut *self.pending.borrow_mut());
+        self.last_commit.set(Instant::now());
+        commit_offsets(self.consumer, &self.config.kafka.topic, &offsets)
     }
 }
 
@@ -879,15 +916,10 @@ fn poll_batch(
 fn commit_offsets(
     consumer: &GroupConsumer,
     topic: &str,
-    batch: &[Polled],
+    next: &BTreeMap<i32, i64>,
 ) -> Result<(), GatewayError> {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in batch {
-        let e = next.entry(p.partition).or_insert(p.offset + 1);
-        *e = (*e).max(p.offset + 1);
-    }
     let mut tpl = TopicPartitionList::new();
-    for (partition, offset) in next {
+    for (&partition, &offset) in next {
         tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
             .map_err(|e| GatewayError::Kafka(e.to_string()))?;
     }
