@@ -132,6 +132,18 @@ pub fn above_progress<'a>(
         .collect()
 }
 
+/// The seqs of `events`, by (site, kiosk): what [`settle_progress`] takes.
+pub fn seqs_by_kiosk<'a>(events: &[&'a Event]) -> BTreeMap<(&'a str, &'a str), Vec<u64>> {
+    let mut by_kiosk: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+    for e in events {
+        by_kiosk
+            .entry((e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
+            .or_default()
+            .push(e.identity.seq);
+    }
+    by_kiosk
+}
+
 /// Bring a kiosk's progress up to date after this transaction stored
 /// `new_seqs` (never stored before): `window(after)` reads up to
 /// [`crate::progress::WINDOW`] stored seqs above `after`, ascending, when

@@ -11,8 +11,9 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
 
 use super::{
-    above_progress, book_from, patient_type, settle_progress, Dashboard, KioskProgress, KioskRows,
-    OpenPatient, Storage, StoreError, WaitingPredictions, WritePlan, SCHEMA_VERSION,
+    above_progress, book_from, patient_type, seqs_by_kiosk, settle_progress, Dashboard,
+    KioskProgress, KioskRows, OpenPatient, Storage, StoreError, WaitingPredictions, WritePlan,
+    SCHEMA_VERSION,
 };
 use crate::progress::{Progress, WINDOW};
 use crate::queue::{QueueBook, Rooms};
@@ -389,13 +390,7 @@ impl Storage for MysqlStore {
         let t4 = t0.elapsed();
         // 5. Progress: exact from the new seqs, reading the ledger only
         //    where the prefix may grow or gaps remain.
-        let mut new_seqs: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
-        for e in &fresh {
-            new_seqs
-                .entry((e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
-                .or_default()
-                .push(e.identity.seq);
-        }
+        let new_seqs = seqs_by_kiosk(&fresh);
         let mut out = Vec::with_capacity(progress.len());
         for ((site, kiosk), mut p) in progress {
             let new = new_seqs

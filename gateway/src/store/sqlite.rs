@@ -13,9 +13,9 @@ use contract::{EventBody, Modality};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::{
-    above_progress, book_from, datetime_text, parse_datetime_text, patient_type, settle_progress,
-    Dashboard, KioskProgress, KioskRows, OpenPatient, Storage, StoreError, WaitingPredictions,
-    WritePlan, SCHEMA_VERSION,
+    above_progress, book_from, datetime_text, parse_datetime_text, patient_type, seqs_by_kiosk,
+    settle_progress, Dashboard, KioskProgress, KioskRows, OpenPatient, Storage, StoreError,
+    WaitingPredictions, WritePlan, SCHEMA_VERSION,
 };
 use crate::progress::{Progress, WINDOW};
 use crate::queue::{QueueBook, Rooms};
@@ -316,13 +316,7 @@ impl Storage for SqliteStore {
         }
         // Progress: exact from the new seqs, reading the ledger only where
         // the prefix may grow or gaps remain.
-        let mut new_seqs: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
-        for e in &fresh {
-            new_seqs
-                .entry((e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
-                .or_default()
-                .push(e.identity.seq);
-        }
+        let new_seqs = seqs_by_kiosk(&fresh);
         let mut out = Vec::new();
         for ((site, kiosk), mut p) in progress {
             let new = new_seqs
