@@ -162,6 +162,106 @@ fn duplicates_and_out_of_order_statuses_give_one_row_each_with_the_right_outcome
     p.stop();
 }
 
+/// Patient rows after writing `batches` in turn with the MySQL store.
+fn patient_rows_after(config: &Config, batches: &[&[Event]]) -> Vec<String> {
+    let mut store = gateway::store::mysql::MysqlStore::connect(&config.mysql).unwrap();
+    for batch in batches {
+        let mut plan = gateway::store::WritePlan {
+            model_version: "test".into(),
+            ..Default::default()
+        };
+        for e in *batch {
+            match e.body {
+                EventBody::Arrival(_) => plan.arrivals.push(gateway::store::ArrivalRow {
+                    event: e.clone(),
+                    predicted_wait_minutes: 20.0,
+                }),
+                EventBody::StatusChange(_) => plan.statuses.push(e.clone()),
+            }
+        }
+        store.write(&plan).unwrap();
+    }
+    db(config)
+        .query(
+            "SELECT CONCAT_WS(' ', patient_id, status, COALESCE(called_at, '-'), \
+             COALESCE(completed_at, '-'), COALESCE(actual_wait_minutes, '-'), \
+             elapsed_wait_minutes) FROM patients ORDER BY patient_id",
+        )
+        .unwrap()
+}
+
+#[test]
+fn statuses_merged_batch_by_batch_give_the_rows_of_a_recount_in_any_order() {
+    require_service(3306, "MariaDB");
+    let dir = temp_dir("proc-merge");
+    let mut events = simulated("kiosk-m", 400, 11);
+    let n = events.len() as u64;
+    // A patient who leaves, one called twice (the earlier call counts).
+    events.extend([
+        arrival("kiosk-m", n + 1, "0000fff1", Modality::Ct, 0),
+        arrival("kiosk-m", n + 2, "0000fff2", Modality::Mri, 0),
+        status(
+            "kiosk-m",
+            n + 3,
+            "0000fff2",
+            Modality::Mri,
+            Status::WithDoctor,
+            40,
+        ),
+        status("kiosk-m", n + 4, "0000fff1", Modality::Ct, Status::Left, 90),
+        status(
+            "kiosk-m",
+            n + 5,
+            "0000fff2",
+            Modality::Mri,
+            Status::WithDoctor,
+            30,
+        ),
+    ]);
+    let batches: Vec<&[Event]> = events.chunks(7).collect();
+    let config = |name: &str| {
+        let mut c = processor_config(&dir, "127.0.0.1:1");
+        c.mysql.database = format!("{}_{name}", c.mysql.database);
+        c
+    };
+    // The reference: one batch, every patient recounted from all its statuses.
+    let reference = patient_rows_after(&config("all"), &[&events]);
+    let statuses_after_arrivals = events
+        .iter()
+        .filter(|e| matches!(e.body, EventBody::StatusChange(_)))
+        .count();
+    assert!(statuses_after_arrivals > 100);
+    for want in [" COMPLETED ", " LEFT ", " WITH_DOCTOR ", " WAITING "] {
+        assert!(reference.iter().any(|r| r.contains(want)), "{want}");
+    }
+    assert!(reference.contains(&"0000fff1 LEFT - - - 0".to_string()));
+    assert!(reference
+        .iter()
+        .any(|r| r.starts_with("0000fff2 WITH_DOCTOR 2026-12-07 09:30:00.000 - 30")));
+    let same = |name: &str, batches: &[&[Event]]| {
+        let rows = patient_rows_after(&config(name), batches);
+        assert_eq!(rows.len(), reference.len(), "{name}: patients");
+        let differ: Vec<(&String, &String)> = rows
+            .iter()
+            .zip(&reference)
+            .filter(|(a, b)| a != b)
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{name}: rows differ from the recount: {differ:#?}"
+        );
+    };
+    // In order, seven events at a time (most statuses find their patient's
+    // row from an earlier batch and are merged), then everything replayed.
+    let mut twice = batches.clone();
+    twice.extend(batches.iter().copied());
+    same("forward", &twice);
+    // Backwards: every status is stored before its patient's arrival.
+    let mut backwards = batches.clone();
+    backwards.reverse();
+    same("backward", &backwards);
+}
+
 #[test]
 fn a_garbage_record_is_dead_lettered_and_the_rest_are_stored() {
     let dir = temp_dir("proc-dlq");

@@ -11,10 +11,13 @@
 //! ```
 //!
 //! Every write is idempotent: arrivals are inserted once by their unique
-//! `event_id`, statuses go to their own table keyed by `event_id`, and each
-//! touched patient's status, call time and true wait are recomputed from all
-//! its stored status events. Replaying any batch, in any order, leaves the
-//! same rows.
+//! `event_id`, statuses go to their own table keyed by `event_id`, and a
+//! patient's status, call time and true wait depend only on the set of its
+//! stored status events (earliest call, earliest completion, any departure:
+//! [`StatusFold`]). A new arrival's row is recounted from all its stored
+//! status events (a status may come first); MySQL merges each later batch's
+//! fold into the row, SQLite recounts every touched patient. Replaying any
+//! batch, in any order, leaves the same rows.
 //!
 //! | implementation     | used by |
 //! |--------------------|---------|
@@ -120,16 +123,68 @@ pub fn above_progress<'a>(
     plan: &'a WritePlan,
     progress: &BTreeMap<(String, String), Progress>,
 ) -> Vec<&'a Event> {
+    let contiguous: std::collections::HashMap<(&str, &str), u64> = progress
+        .iter()
+        .map(|((site, kiosk), p)| ((site.as_str(), kiosk.as_str()), p.contiguous))
+        .collect();
     let mut seen = std::collections::HashSet::new();
     plan.events()
         .filter(|e| {
             let id = &e.identity;
-            let contiguous = progress
-                .get(&(id.site_id.clone(), id.kiosk_id.clone()))
-                .map_or(0, |p| p.contiguous);
-            id.seq > contiguous && seen.insert((id.kiosk_id.as_str(), id.seq))
+            let below = contiguous
+                .get(&(id.site_id.as_str(), id.kiosk_id.as_str()))
+                .copied()
+                .unwrap_or(0);
+            id.seq > below && seen.insert((id.kiosk_id.as_str(), id.seq))
         })
         .collect()
+}
+
+/// What a batch's status events say about one patient: the earliest call,
+/// the earliest completion, whether the patient left. Each is monotone
+/// (a call time only moves earlier, a departure never un-happens), so a
+/// patient row updated with the fold of each batch in turn ends where a
+/// recount of all its status events would: order and replays do not matter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusFold {
+    /// Earliest `WITH_DOCTOR` time.
+    pub called: Option<UtcMillis>,
+    /// Earliest `COMPLETED` time.
+    pub completed: Option<UtcMillis>,
+    /// Any `LEFT`.
+    pub left: bool,
+}
+
+impl StatusFold {
+    /// Fold one status change in.
+    pub fn add(&mut self, s: &StatusChange) {
+        let earliest = |slot: &mut Option<UtcMillis>| {
+            *slot = Some(slot.map_or(s.changed_at, |t| t.min(s.changed_at)));
+        };
+        match s.status {
+            Status::WithDoctor => earliest(&mut self.called),
+            Status::Completed => earliest(&mut self.completed),
+            Status::Left => self.left = true,
+        }
+    }
+}
+
+/// The status folds of `events` by (site, patient), skipping patients in
+/// `skip` (those whose row is recounted from all its status events anyway).
+pub fn fold_statuses<'a>(
+    events: &[&'a Event],
+    skip: &std::collections::BTreeSet<(&str, &str)>,
+) -> BTreeMap<(&'a str, &'a str), StatusFold> {
+    let mut folds: BTreeMap<(&str, &str), StatusFold> = BTreeMap::new();
+    for e in events {
+        if let contract::EventBody::StatusChange(s) = &e.body {
+            let key = (e.identity.site_id.as_str(), s.patient_id.as_str());
+            if !skip.contains(&key) {
+                folds.entry(key).or_default().add(s);
+            }
+        }
+    }
+    folds
 }
 
 /// The seqs of `events`, by (site, kiosk): what [`settle_progress`] takes.
@@ -313,6 +368,54 @@ pub fn parse_datetime_text(text: &str) -> Option<UtcMillis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(patient: &str, seq: u64, status: Status, minute: u32) -> Event {
+        let mut e = contract::event::examples::status_change();
+        e.identity.seq = seq;
+        if let contract::EventBody::StatusChange(s) = &mut e.body {
+            s.patient_id = patient.into();
+            s.status = status;
+            s.changed_at = UtcMillis::from_parts(2026, 12, 4, 10, minute, 0, 0);
+        }
+        e
+    }
+
+    #[test]
+    fn status_folds_keep_the_earliest_times_whatever_the_order_and_skip_recounted_patients() {
+        let events = [
+            status("00000001", 2, Status::Completed, 40),
+            status("00000001", 3, Status::WithDoctor, 20),
+            status("00000001", 4, Status::WithDoctor, 25),
+            status("00000002", 5, Status::Left, 30),
+            status("00000003", 6, Status::WithDoctor, 10),
+        ];
+        let mut refs: Vec<&Event> = events.iter().collect();
+        let skip = std::collections::BTreeSet::from([("site-a", "00000003")]);
+        let at = |m| Some(UtcMillis::from_parts(2026, 12, 4, 10, m, 0, 0));
+        let want = BTreeMap::from([
+            (
+                ("site-a", "00000001"),
+                StatusFold {
+                    called: at(20),
+                    completed: at(40),
+                    left: false,
+                },
+            ),
+            (
+                ("site-a", "00000002"),
+                StatusFold {
+                    called: None,
+                    completed: None,
+                    left: true,
+                },
+            ),
+        ]);
+        assert_eq!(fold_statuses(&refs, &skip), want);
+        refs.reverse();
+        assert_eq!(fold_statuses(&refs, &skip), want, "order does not matter");
+        refs.extend(events.iter());
+        assert_eq!(fold_statuses(&refs, &skip), want, "replays do not matter");
+    }
 
     #[test]
     fn datetime_text_round_trips() {

@@ -11,9 +11,9 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Transaction, TxOpts, Value};
 
 use super::{
-    above_progress, book_from, patient_type, seqs_by_kiosk, settle_progress, Dashboard,
-    KioskProgress, KioskRows, OpenPatient, Storage, StoreError, WaitingPredictions, WritePlan,
-    SCHEMA_VERSION,
+    above_progress, book_from, fold_statuses, patient_type, seqs_by_kiosk, settle_progress,
+    Dashboard, KioskProgress, KioskRows, OpenPatient, StatusFold, Storage, StoreError,
+    WaitingPredictions, WritePlan, SCHEMA_VERSION,
 };
 use crate::progress::{Progress, WINDOW};
 use crate::queue::{QueueBook, Rooms};
@@ -350,42 +350,25 @@ impl Storage for MysqlStore {
             )?;
         }
         let t3 = t0.elapsed();
-        // 4. Recompute status, call time and true wait of every patient a
-        //    new event touched, from all its stored status events.
-        let touched: BTreeSet<(&str, &str)> = fresh
+        // 4. Status, call time and true wait. A patient whose arrival is new
+        //    here is recounted from all its stored status events (some may
+        //    have come before it); every other patient a status touched
+        //    takes this batch's fold, which ends where a recount would.
+        let arrived: BTreeSet<(&str, &str)> = fresh
             .iter()
-            .map(|e| (e.identity.site_id.as_str(), e.body.patient_id()))
+            .filter_map(|e| match &e.body {
+                EventBody::Arrival(a) => Some((e.identity.site_id.as_str(), a.patient_id.as_str())),
+                EventBody::StatusChange(_) => None,
+            })
             .collect();
-        let touched: Vec<(&str, &str)> = touched.into_iter().collect();
-        for chunk in chunks(&touched) {
-            let params: Vec<Value> = chunk
-                .iter()
-                .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
-                .collect();
-            tx.exec_drop(
-                format!(
-                    "UPDATE patients p JOIN (
-                        SELECT site_id, patient_id,
-                               MIN(CASE WHEN status = 'WITH_DOCTOR' THEN changed_at END) AS called,
-                               MIN(CASE WHEN status = 'COMPLETED' THEN changed_at END) AS completed,
-                               MAX(status = 'LEFT') AS gone
-                        FROM status_events WHERE (site_id, patient_id) IN ({})
-                        GROUP BY site_id, patient_id) s
-                     ON p.site_id = s.site_id AND p.patient_id = s.patient_id
-                     SET p.called_at = s.called,
-                         p.completed_at = s.completed,
-                         p.status = CASE WHEN s.completed IS NOT NULL THEN 'COMPLETED'
-                                         WHEN s.called IS NOT NULL THEN 'WITH_DOCTOR'
-                                         WHEN s.gone THEN 'LEFT' ELSE 'WAITING' END,
-                         p.actual_wait_minutes = CASE WHEN s.called IS NOT NULL
-                              THEN TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000 END,
-                         p.elapsed_wait_minutes = COALESCE(
-                              TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000,
-                              p.elapsed_wait_minutes)",
-                    placeholders(chunk.len(), "(?, ?)")
-                ),
-                params,
-            )?;
+        let arrived_patients: Vec<(&str, &str)> = arrived.iter().copied().collect();
+        for chunk in chunks(&arrived_patients) {
+            recount_statuses(&mut tx, chunk)?;
+        }
+        let folds: Vec<((&str, &str), StatusFold)> =
+            fold_statuses(&fresh, &arrived).into_iter().collect();
+        for chunk in chunks(&folds) {
+            apply_status_folds(&mut tx, chunk)?;
         }
         let t4 = t0.elapsed();
         // 5. Progress: exact from the new seqs, reading the ledger only
@@ -431,7 +414,7 @@ impl Storage for MysqlStore {
         tx.commit()?;
         log::debug!(
             "batch of {} events ({} new) written in {:.1} ms: progress lock {:.1}, ledger {:.1}, \
-             rows {:.1}, status recompute {:.1}, progress {:.1}, commit {:.1}",
+             rows {:.1}, statuses {:.1}, progress {:.1}, commit {:.1}",
             plan.len(),
             fresh.len(),
             ms(t0.elapsed()),
@@ -579,6 +562,86 @@ impl Storage for MysqlStore {
         }
         Ok(d)
     }
+}
+
+/// Set status, call time and true wait of the given (site, patient)s from
+/// all their stored status events.
+fn recount_statuses(tx: &mut Transaction<'_>, patients: &[(&str, &str)]) -> Result<(), StoreError> {
+    let params: Vec<Value> = patients
+        .iter()
+        .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
+        .collect();
+    tx.exec_drop(
+        format!(
+            "UPDATE patients p JOIN (
+                SELECT site_id, patient_id,
+                       MIN(CASE WHEN status = 'WITH_DOCTOR' THEN changed_at END) AS called,
+                       MIN(CASE WHEN status = 'COMPLETED' THEN changed_at END) AS completed,
+                       MAX(status = 'LEFT') AS gone
+                FROM status_events WHERE (site_id, patient_id) IN ({})
+                GROUP BY site_id, patient_id) s
+             ON p.site_id = s.site_id AND p.patient_id = s.patient_id
+             SET p.called_at = s.called,
+                 p.completed_at = s.completed,
+                 p.status = CASE WHEN s.completed IS NOT NULL THEN 'COMPLETED'
+                                 WHEN s.called IS NOT NULL THEN 'WITH_DOCTOR'
+                                 WHEN s.gone THEN 'LEFT' ELSE 'WAITING' END,
+                 p.actual_wait_minutes = CASE WHEN s.called IS NOT NULL
+                      THEN TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000 END,
+                 p.elapsed_wait_minutes = COALESCE(
+                      TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000,
+                      p.elapsed_wait_minutes)",
+            placeholders(patients.len(), "(?, ?)")
+        ),
+        params,
+    )?;
+    Ok(())
+}
+
+/// Merge a batch's status folds into their patients' rows. Each new value
+/// is the earliest of the stored and the folded time (a patient without a
+/// row yet is untouched: its arrival's recount will see these statuses).
+/// The merge is idempotent, so it does not matter whether MariaDB's
+/// multi-table UPDATE reads a column before or after its own assignment.
+fn apply_status_folds(
+    tx: &mut Transaction<'_>,
+    folds: &[((&str, &str), StatusFold)],
+) -> Result<(), StoreError> {
+    const CALLED: &str = "LEAST(COALESCE(s.called, p.called_at), COALESCE(p.called_at, s.called))";
+    const COMPLETED: &str =
+        "LEAST(COALESCE(s.completed, p.completed_at), COALESCE(p.completed_at, s.completed))";
+    let mut params = Vec::with_capacity(folds.len() * 5);
+    for ((site, patient), f) in folds {
+        params.extend([
+            Value::from(*site),
+            Value::from(*patient),
+            f.called.map_or(Value::NULL, datetime),
+            f.completed.map_or(Value::NULL, datetime),
+            Value::from(f.left),
+        ]);
+    }
+    let first = "SELECT ? AS site_id, ? AS patient_id, CAST(? AS DATETIME(3)) AS called, \
+                 CAST(? AS DATETIME(3)) AS completed, ? AS gone";
+    let rest = " UNION ALL SELECT ?, ?, CAST(? AS DATETIME(3)), CAST(? AS DATETIME(3)), ?";
+    tx.exec_drop(
+        format!(
+            "UPDATE patients p JOIN ({first}{}) s
+             ON p.site_id = s.site_id AND p.patient_id = s.patient_id
+             SET p.called_at = {CALLED},
+                 p.completed_at = {COMPLETED},
+                 p.status = CASE WHEN {COMPLETED} IS NOT NULL THEN 'COMPLETED'
+                                 WHEN {CALLED} IS NOT NULL THEN 'WITH_DOCTOR'
+                                 WHEN s.gone OR p.status = 'LEFT' THEN 'LEFT' ELSE 'WAITING' END,
+                 p.actual_wait_minutes =
+                      TIMESTAMPDIFF(MICROSECOND, p.arrival_time, {CALLED}) / 60000000,
+                 p.elapsed_wait_minutes = COALESCE(
+                      TIMESTAMPDIFF(MICROSECOND, p.arrival_time, {CALLED}) / 60000000,
+                      p.elapsed_wait_minutes)",
+            rest.repeat(folds.len() - 1)
+        ),
+        params,
+    )?;
+    Ok(())
 }
 
 fn ms(d: std::time::Duration) -> f64 {
