@@ -344,6 +344,7 @@ pub fn run_on(
         topic: &config.kafka.topic,
         rebalanced: &rebalanced,
         stop: &stop,
+        owned_nothing_since: std::cell::Cell::new(None),
     };
     log::info!(
         "processor in group {} consuming {} at {}, writing {database}",
@@ -646,6 +647,8 @@ struct Group<'a> {
     topic: &'a str,
     rebalanced: &'a AtomicBool,
     stop: &'a AtomicBool,
+    /// Since when this member has owned no partition (`None` while it owns some).
+    owned_nothing_since: std::cell::Cell<Option<Instant>>,
 }
 
 impl Group<'_> {
@@ -822,17 +825,27 @@ impl Group<'_> {
     }
 
     /// The partitions of the topic this member does not own, with the
-    /// group's committed offsets and their high watermarks; `None` while
-    /// this member owns nothing or if the broker does not answer promptly.
+    /// group's committed offsets and their high watermarks; `None` if the
+    /// broker does not answer promptly, and while this member has owned
+    /// nothing for less than [`STRANDED_PATIENCE`].
     fn unowned(&self) -> Option<Vec<Unowned>> {
         let wait = Duration::from_secs(1);
-        let metadata = self.consumer.fetch_metadata(Some(self.topic), wait).ok()?;
         let mine = self.consumer.assignment().ok()?;
         if mine.count() == 0 {
-            // Joining or rejoining: no judgement, and no extra requests to a
-            // coordinator that is busy forming the group.
-            return None;
+            // Joining or rejoining takes seconds: no judgement, and no extra
+            // requests to a coordinator busy forming the group. A member
+            // that owns nothing for longer may have been left out of a
+            // group that lost its session (seen with Tansu under load): the
+            // watch then looks at every partition.
+            let since = self.owned_nothing_since.get().unwrap_or_else(Instant::now);
+            self.owned_nothing_since.set(Some(since));
+            if since.elapsed() < STRANDED_PATIENCE {
+                return None;
+            }
+        } else {
+            self.owned_nothing_since.set(None);
         }
+        let metadata = self.consumer.fetch_metadata(Some(self.topic), wait).ok()?;
         let mut others = TopicPartitionList::new();
         for p in metadata
             .topics()
