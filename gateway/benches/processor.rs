@@ -10,7 +10,10 @@
 //!
 //! A private Tansu with durable sqlite storage; the machine's MariaDB
 //! (database `ktk_bench_processor`, dropped first). `KTK_BENCH_EVENTS` sets
-//! the events per run (default 200,000).
+//! the events per run (default 200,000). `KTK_BENCH_MARIADB=private` runs
+//! both the limit and the processor against a private MariaDB sized like a
+//! database server (`KTK_BENCH_MARIADB_ARGS`, default a 2 GB buffer pool and
+//! a 1 GB redo log) instead of the machine's (128 MB buffer pool).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +26,7 @@ use mysql::prelude::Queryable;
 use mysql::Conn;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use testkit::{temp_dir, wait_until, Tansu};
+use testkit::{temp_dir, wait_until, MariaDb, Tansu};
 
 mod common;
 use common::{events, mariadb_limit, producer_limit};
@@ -96,7 +99,21 @@ fn main() {
     let events = events(n);
     let dir = temp_dir("bench-processor");
     let tansu = Tansu::start(&dir);
-    let c = config(&tansu.bootstrap());
+    let mut c = config(&tansu.bootstrap());
+    let private = std::env::var("KTK_BENCH_MARIADB").as_deref() == Ok("private");
+    let server_args = std::env::var("KTK_BENCH_MARIADB_ARGS")
+        .unwrap_or_else(|_| "--innodb-buffer-pool-size=2G --innodb-log-file-size=1G".into());
+    let mariadb = private.then(|| {
+        let args: Vec<&str> = server_args.split_whitespace().collect();
+        let m = MariaDb::start_with(&dir, &args);
+        c.mysql.port = m.port;
+        m
+    });
+    let mariadb_kind = if private {
+        format!("private MariaDB, {server_args}")
+    } else {
+        "the machine's MariaDB".to_string()
+    };
     {
         let mut admin = Conn::new(gateway::store::mysql::opts(&c.mysql, false)).unwrap();
         admin
@@ -115,7 +132,7 @@ fn main() {
         .unwrap();
     assert_eq!(ledger, n, "every event stored once");
     println!(
-        "{n} events from {} kiosks (Tansu sqlite, MariaDB InnoDB)",
+        "{n} events from {} kiosks (Tansu sqlite, {mariadb_kind})",
         common::KIOSKS
     );
     println!("  produce (setup)                 {produced:>9.0} events/s");
@@ -134,5 +151,6 @@ fn main() {
         n as f64 / m.batches.get().max(1) as f64
     );
     drop(tansu);
+    drop(mariadb);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -269,11 +269,17 @@ pub const TANSU_HEADER_INDEX: &str =
 pub struct MariaDb {
     pub port: u16,
     dir: PathBuf,
+    server_args: Vec<String>,
     child: Option<ChildGuard>,
 }
 
 impl MariaDb {
     pub fn start(dir: &Path) -> MariaDb {
+        MariaDb::start_with(dir, &[])
+    }
+
+    /// Start one with extra server options (e.g. a larger buffer pool).
+    pub fn start_with(dir: &Path, server_args: &[&str]) -> MariaDb {
         let dir = dir.join("mariadb");
         std::fs::create_dir_all(&dir).unwrap();
         // --no-defaults: the machine's my.cnf points at its own directories.
@@ -289,6 +295,7 @@ impl MariaDb {
         let mut m = MariaDb {
             port: free_port(),
             dir,
+            server_args: server_args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         m.restart();
@@ -303,6 +310,7 @@ impl MariaDb {
             .arg(format!("--port={}", self.port))
             .arg(format!("--socket={}", self.dir.join("sock").display()))
             .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin"])
+            .args(&self.server_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
