@@ -564,68 +564,25 @@ impl Storage for MysqlStore {
     }
 }
 
-/// Set status, call time and true wait of the given (site, patient)s from
-/// all their stored status events.
-fn recount_statuses(tx: &mut Transaction<'_>, patients: &[(&str, &str)]) -> Result<(), StoreError> {
-    let params: Vec<Value> = patients
-        .iter()
-        .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
-        .collect();
-    tx.exec_drop(
-        format!(
-            "UPDATE patients p JOIN (
-                SELECT site_id, patient_id,
-                       MIN(CASE WHEN status = 'WITH_DOCTOR' THEN changed_at END) AS called,
-                       MIN(CASE WHEN status = 'COMPLETED' THEN changed_at END) AS completed,
-                       MAX(status = 'LEFT') AS gone
-                FROM status_events WHERE (site_id, patient_id) IN ({})
-                GROUP BY site_id, patient_id) s
-             ON p.site_id = s.site_id AND p.patient_id = s.patient_id
-             SET p.called_at = s.called,
-                 p.completed_at = s.completed,
-                 p.status = CASE WHEN s.completed IS NOT NULL THEN 'COMPLETED'
-                                 WHEN s.called IS NOT NULL THEN 'WITH_DOCTOR'
-                                 WHEN s.gone THEN 'LEFT' ELSE 'WAITING' END,
-                 p.actual_wait_minutes = CASE WHEN s.called IS NOT NULL
-                      THEN TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000 END,
-                 p.elapsed_wait_minutes = COALESCE(
-                      TIMESTAMPDIFF(MICROSECOND, p.arrival_time, s.called) / 60000000,
-                      p.elapsed_wait_minutes)",
-            placeholders(patients.len(), "(?, ?)")
-        ),
-        params,
-    )?;
-    Ok(())
-}
-
-/// Merge a batch's status folds into their patients' rows. Each new value
-/// is the earliest of the stored and the folded time (a patient without a
-/// row yet is untouched: its arrival's recount will see these statuses).
-/// The merge is idempotent, so it does not matter whether MariaDB's
-/// multi-table UPDATE reads a column before or after its own assignment.
-fn apply_status_folds(
+/// Merge status folds into patient rows: `source` yields one row per
+/// (site_id, patient_id) with the fold's `called`, `completed` (earliest
+/// times, NULL if none) and `gone` (any departure). Each new time is the
+/// earlier of the stored and the folded one, so merging is idempotent and
+/// merging into a fresh row equals a recount; for the same reason it does
+/// not matter whether MariaDB's multi-table UPDATE reads a column before or
+/// after its own assignment. A patient without a row is untouched (its
+/// arrival's recount will see the stored statuses).
+fn merge_folds(
     tx: &mut Transaction<'_>,
-    folds: &[((&str, &str), StatusFold)],
+    source: &str,
+    params: Vec<Value>,
 ) -> Result<(), StoreError> {
     const CALLED: &str = "LEAST(COALESCE(s.called, p.called_at), COALESCE(p.called_at, s.called))";
     const COMPLETED: &str =
         "LEAST(COALESCE(s.completed, p.completed_at), COALESCE(p.completed_at, s.completed))";
-    let mut params = Vec::with_capacity(folds.len() * 5);
-    for ((site, patient), f) in folds {
-        params.extend([
-            Value::from(*site),
-            Value::from(*patient),
-            f.called.map_or(Value::NULL, datetime),
-            f.completed.map_or(Value::NULL, datetime),
-            Value::from(f.left),
-        ]);
-    }
-    let first = "SELECT ? AS site_id, ? AS patient_id, CAST(? AS DATETIME(3)) AS called, \
-                 CAST(? AS DATETIME(3)) AS completed, ? AS gone";
-    let rest = " UNION ALL SELECT ?, ?, CAST(? AS DATETIME(3)), CAST(? AS DATETIME(3)), ?";
     tx.exec_drop(
         format!(
-            "UPDATE patients p JOIN ({first}{}) s
+            "UPDATE patients p JOIN ({source}) s
              ON p.site_id = s.site_id AND p.patient_id = s.patient_id
              SET p.called_at = {CALLED},
                  p.completed_at = {COMPLETED},
@@ -636,12 +593,54 @@ fn apply_status_folds(
                       TIMESTAMPDIFF(MICROSECOND, p.arrival_time, {CALLED}) / 60000000,
                  p.elapsed_wait_minutes = COALESCE(
                       TIMESTAMPDIFF(MICROSECOND, p.arrival_time, {CALLED}) / 60000000,
-                      p.elapsed_wait_minutes)",
-            rest.repeat(folds.len() - 1)
+                      p.elapsed_wait_minutes)"
         ),
         params,
     )?;
     Ok(())
+}
+
+/// Recount the given (site, patient)s' statuses from all their stored
+/// status events (the fold of `status_events`, merged).
+fn recount_statuses(tx: &mut Transaction<'_>, patients: &[(&str, &str)]) -> Result<(), StoreError> {
+    let params: Vec<Value> = patients
+        .iter()
+        .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
+        .collect();
+    let source = format!(
+        "SELECT site_id, patient_id,
+                MIN(CASE WHEN status = 'WITH_DOCTOR' THEN changed_at END) AS called,
+                MIN(CASE WHEN status = 'COMPLETED' THEN changed_at END) AS completed,
+                MAX(status = 'LEFT') AS gone
+         FROM status_events WHERE (site_id, patient_id) IN ({})
+         GROUP BY site_id, patient_id",
+        placeholders(patients.len(), "(?, ?)")
+    );
+    merge_folds(tx, &source, params)
+}
+
+/// Merge a batch's own status folds into their patients' rows.
+fn apply_status_folds(
+    tx: &mut Transaction<'_>,
+    folds: &[((&str, &str), StatusFold)],
+) -> Result<(), StoreError> {
+    let mut params = Vec::with_capacity(folds.len() * 5);
+    for ((site, patient), f) in folds {
+        params.extend([
+            Value::from(*site),
+            Value::from(*patient),
+            f.called.map_or(Value::NULL, datetime),
+            f.completed.map_or(Value::NULL, datetime),
+            Value::from(f.left),
+        ]);
+    }
+    let source = format!(
+        "SELECT ? AS site_id, ? AS patient_id, CAST(? AS DATETIME(3)) AS called, \
+         CAST(? AS DATETIME(3)) AS completed, ? AS gone{}",
+        " UNION ALL SELECT ?, ?, CAST(? AS DATETIME(3)), CAST(? AS DATETIME(3)), ?"
+            .repeat(folds.len().saturating_sub(1))
+    );
+    merge_folds(tx, &source, params)
 }
 
 fn ms(d: std::time::Duration) -> f64 {
