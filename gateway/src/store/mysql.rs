@@ -701,6 +701,12 @@ fn ledger_holds(
     Ok(held)
 }
 
+/// `n` copies of `one`, comma-separated. Every value is a bound parameter:
+/// besides quoting, this keeps MariaDB from rewriting a long `IN` list of
+/// literals (1,000 values or more, `in_predicate_conversion_threshold`)
+/// into a subquery, which on `status_events` became a full scan: 4.7 s for
+/// 512 (site, patient) pairs as literals, 23 ms as parameters (measured on
+/// the processor bench's database, 200,000 events).
 fn placeholders(n: usize, one: &str) -> String {
     vec![one; n].join(", ")
 }
