@@ -33,8 +33,11 @@ use common::{events, mariadb_limit, producer_limit};
 
 const DB: &str = "ktk_bench_processor";
 
+/// The defaults, with `KTK__SECTION__KEY` environment overrides (e.g.
+/// `KTK__PROCESSOR__BATCH_MAX_RECORDS=5000`), then the bench's own names.
 fn config(kafka: &str) -> Config {
-    let mut c = Config::default();
+    let mut c =
+        Config::from_sources("", "environment", std::env::vars()).unwrap_or_else(|e| panic!("{e}"));
     c.kafka.bootstrap_servers = kafka.into();
     c.kafka.topic = "bench_processor".into();
     c.kafka.dlq_topic = "bench_processor.dlq".into();
@@ -142,6 +145,10 @@ fn main() {
         "  processor Kafka -> MySQL        {rate:>9.0} events/s = {:.0}% of the MariaDB limit, {:.0}% of the read limit",
         100.0 * rate / db_limit,
         100.0 * rate / read
+    );
+    println!(
+        "  batches of up to {} records",
+        c.processor.batch_max_records
     );
     println!(
         "  transactions {}, p50/p99 {:.1}/{:.1} ms, mean batch {:.0} events",
