@@ -14,6 +14,8 @@
 //! both the limit and the processor against a private MariaDB sized like a
 //! database server (`KTK_BENCH_MARIADB_ARGS`, default a 2 GB buffer pool and
 //! a 1 GB redo log) instead of the machine's (128 MB buffer pool).
+//! `KTK_BENCH_TANSU=memory` uses Tansu's memory engine (not durable, cheap
+//! reads) to show the processor without the durable broker's CPU.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +103,14 @@ fn main() {
         .try_init();
     let events = events(n);
     let dir = temp_dir("bench-processor");
-    let tansu = Tansu::start(&dir);
+    // KTK_BENCH_TANSU=memory: a broker whose reads cost little CPU, to see
+    // the processor and MariaDB without the durable broker on the same cores.
+    let memory_broker = std::env::var("KTK_BENCH_TANSU").as_deref() == Ok("memory");
+    let tansu = if memory_broker {
+        Tansu::start_with(&dir, "memory://tansu/")
+    } else {
+        Tansu::start(&dir)
+    };
     let mut c = config(&tansu.bootstrap());
     let private = std::env::var("KTK_BENCH_MARIADB").as_deref() == Ok("private");
     let server_args = std::env::var("KTK_BENCH_MARIADB_ARGS")
@@ -135,8 +144,9 @@ fn main() {
         .unwrap();
     assert_eq!(ledger, n, "every event stored once");
     println!(
-        "{n} events from {} kiosks (Tansu sqlite, {mariadb_kind})",
-        common::KIOSKS
+        "{n} events from {} kiosks (Tansu {}, {mariadb_kind})",
+        common::KIOSKS,
+        if memory_broker { "memory" } else { "sqlite" }
     );
     println!("  produce (setup)                 {produced:>9.0} events/s");
     println!("  broker read limit (plain consumer) {read:>6.0} events/s");
