@@ -344,7 +344,6 @@ pub fn run_on(
         topic: &config.kafka.topic,
         rebalanced: &rebalanced,
         stop: &stop,
-        owned_nothing_since: std::cell::Cell::new(None),
     };
     log::info!(
         "processor in group {} consuming {} at {}, writing {database}",
@@ -372,7 +371,12 @@ pub fn run_on(
         if watched.elapsed() >= STRANDED_CHECK_EVERY {
             watched = Instant::now();
             let healthy = metrics.db_ok.get() == 1;
-            if let Some(parts) = stranded.observe(watched, group.unowned().as_deref(), healthy) {
+            let view = if stranded.should_look(watched, group.owns_any()) {
+                group.unowned()
+            } else {
+                None
+            };
+            if let Some(parts) = stranded.observe(watched, view.as_deref(), healthy) {
                 log::warn!(
                     "partitions {parts:?} of {} are behind and their committed offsets have not moved \
                      for {} s: no live member consumes them (a broker group-coordinator fault); \
@@ -647,8 +651,6 @@ struct Group<'a> {
     topic: &'a str,
     rebalanced: &'a AtomicBool,
     stop: &'a AtomicBool,
-    /// Since when this member has owned no partition (`None` while it owns some).
-    owned_nothing_since: std::cell::Cell<Option<Instant>>,
 }
 
 impl Group<'_> {
@@ -824,27 +826,17 @@ impl Group<'_> {
         self.rebalanced.store(true, Ordering::SeqCst);
     }
 
+    /// Whether this member owns any partition (true if it cannot tell).
+    fn owns_any(&self) -> bool {
+        self.consumer.assignment().map_or(true, |a| a.count() > 0)
+    }
+
     /// The partitions of the topic this member does not own, with the
     /// group's committed offsets and their high watermarks; `None` if the
-    /// broker does not answer promptly, and while this member has owned
-    /// nothing for less than [`STRANDED_PATIENCE`].
+    /// broker does not answer promptly.
     fn unowned(&self) -> Option<Vec<Unowned>> {
         let wait = Duration::from_secs(1);
         let mine = self.consumer.assignment().ok()?;
-        if mine.count() == 0 {
-            // Joining or rejoining takes seconds: no judgement, and no extra
-            // requests to a coordinator busy forming the group. A member
-            // that owns nothing for longer may have been left out of a
-            // group that lost its session (seen with Tansu under load): the
-            // watch then looks at every partition.
-            let since = self.owned_nothing_since.get().unwrap_or_else(Instant::now);
-            self.owned_nothing_since.set(Some(since));
-            if since.elapsed() < STRANDED_PATIENCE {
-                return None;
-            }
-        } else {
-            self.owned_nothing_since.set(None);
-        }
         let metadata = self.consumer.fetch_metadata(Some(self.topic), wait).ok()?;
         let mut others = TopicPartitionList::new();
         for p in metadata

@@ -16,6 +16,12 @@
 //! after each batch, so a live owner moves it within seconds; an owner that
 //! is merely slow costs one harmless rebalance. After a rejoin the watch
 //! rests for another `patience`.
+//!
+//! A member that owns no partition is left alone for `patience` (joining
+//! takes seconds, and the coordinator is busy forming the group); owning
+//! nothing for longer means it may have been left out of its group (seen
+//! once with Tansu under saturating load, after a lost session), and the
+//! watch then looks at every partition.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -37,6 +43,7 @@ pub struct StrandedWatch {
     patience: Duration,
     still: BTreeMap<i32, (i64, Instant)>,
     rested_from: Option<Instant>,
+    owned_nothing_since: Option<Instant>,
 }
 
 impl StrandedWatch {
@@ -46,7 +53,19 @@ impl StrandedWatch {
             patience,
             still: BTreeMap::new(),
             rested_from: None,
+            owned_nothing_since: None,
         }
+    }
+
+    /// Whether to look at the group now (and send the broker the requests
+    /// that takes), given whether this member owns any partition.
+    pub fn should_look(&mut self, now: Instant, owns_any: bool) -> bool {
+        if owns_any {
+            self.owned_nothing_since = None;
+            return true;
+        }
+        let since = *self.owned_nothing_since.get_or_insert(now);
+        now.duration_since(since) >= self.patience
     }
 
     /// Record one observation of the partitions this member does not own
@@ -153,6 +172,31 @@ mod tests {
         assert_eq!(
             w.observe(s(100), Some(&[at(1, 50, 90)]), true),
             Some(vec![1])
+        );
+    }
+
+    #[test]
+    fn a_member_owning_nothing_is_left_alone_while_it_joins_then_watched() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut w = StrandedWatch::new(Duration::from_secs(30));
+        assert!(w.should_look(s(0), true));
+        assert!(!w.should_look(s(5), false), "joining");
+        assert!(!w.should_look(s(34), false), "29 s without partitions");
+        assert!(w.should_look(s(35), true));
+        assert!(!w.should_look(s(40), false), "a new spell starts over");
+        assert!(!w.should_look(s(65), false));
+        // Left out for good: every partition is someone else's, and none moves.
+        let all = [at(0, 10, 90), at(1, 20, 90), at(2, 30, 90), at(3, 40, 40)];
+        assert!(w.should_look(s(70), false));
+        assert_eq!(w.observe(s(70), Some(&all), true), None);
+        assert!(w.should_look(s(95), false));
+        assert_eq!(w.observe(s(95), Some(&all), true), None);
+        assert!(w.should_look(s(100), false));
+        assert_eq!(
+            w.observe(s(100), Some(&all), true),
+            Some(vec![0, 1, 2]),
+            "rejoin ~60 s after losing the partitions"
         );
     }
 
