@@ -13,9 +13,9 @@
 //! The test: a partition assigned to another member (or to none), with
 //! records behind its high watermark, whose committed offset has not moved
 //! for `patience` while this member itself is healthy. Every member commits
-//! after each batch, so a live owner moves it within seconds; an owner that
-//! is merely slow costs one harmless rebalance. After a rejoin the watch
-//! rests for another `patience`.
+//! within a second of each batch, so a live owner moves it within seconds;
+//! an owner that is merely slow costs one harmless rebalance. After a
+//! rejoin the watch rests for another `patience`.
 //!
 //! A member that owns no partition is left alone for `patience` (joining
 //! takes seconds, and the coordinator is busy forming the group); owning

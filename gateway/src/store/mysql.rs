@@ -216,10 +216,7 @@ impl Storage for MysqlStore {
         let mut progress = BTreeMap::new();
         let kiosks: Vec<(&str, &str)> = kiosks.into_iter().collect();
         for chunk in chunks(&kiosks) {
-            let params: Vec<Value> = chunk
-                .iter()
-                .flat_map(|(s, k)| [Value::from(*s), Value::from(*k)])
-                .collect();
+            let params = pair_params(chunk);
             tx.exec_drop(
                 format!(
                     "INSERT INTO kiosk_progress (site_id, kiosk_id, contiguous_seq, max_seq, missing, gaps, updated_at)
@@ -603,10 +600,7 @@ fn merge_folds(
 /// Recount the given (site, patient)s' statuses from all their stored
 /// status events (the fold of `status_events`, merged).
 fn recount_statuses(tx: &mut Transaction<'_>, patients: &[(&str, &str)]) -> Result<(), StoreError> {
-    let params: Vec<Value> = patients
-        .iter()
-        .flat_map(|(s, p)| [Value::from(*s), Value::from(*p)])
-        .collect();
+    let params = pair_params(patients);
     let source = format!(
         "SELECT site_id, patient_id,
                 MIN(CASE WHEN status = 'WITH_DOCTOR' THEN changed_at END) AS called,
@@ -699,6 +693,14 @@ fn ledger_holds(
         held.extend(rows);
     }
     Ok(held)
+}
+
+/// The parameters of a `(a, b) IN ((?, ?), ...)` list.
+fn pair_params(pairs: &[(&str, &str)]) -> Vec<Value> {
+    pairs
+        .iter()
+        .flat_map(|(a, b)| [Value::from(*a), Value::from(*b)])
+        .collect()
 }
 
 /// `n` copies of `one`, comma-separated. Every value is a bound parameter:
