@@ -16,6 +16,10 @@
 //! a 1 GB redo log) instead of the machine's (128 MB buffer pool).
 //! `KTK_BENCH_TANSU=memory` uses Tansu's memory engine (not durable, cheap
 //! reads) to show the processor without the durable broker's CPU.
+//! `KTK_BENCH_PROCESSORS=N` runs N processors in one consumer group (each
+//! its own member, consumer and connection), as N `gateway process` would.
+//! The processor's time ends when the ledger holds every event, so records
+//! replayed after a rebalance are not counted twice.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,24 +77,38 @@ fn consumer_limit(c: &Config, n: usize) -> f64 {
     n as f64 / start.unwrap().elapsed().as_secs_f64()
 }
 
-/// The real processor, from the first record consumed to the last event stored.
-fn processor_rate(c: &Config, n: u64) -> (f64, Arc<ProcessorMetrics>) {
+/// The real processor, from the first record consumed to the last event
+/// stored (counted in the ledger, so a batch replayed after a rebalance is
+/// not counted twice).
+fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMetrics>) {
     let metrics = Arc::new(ProcessorMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (c, metrics, stop) = (c.clone(), metrics.clone(), stop.clone());
-        std::thread::spawn(move || processor::run(&c, stop, metrics))
-    };
+    let threads: Vec<_> = (0..processes)
+        .map(|_| {
+            let (c, metrics, stop) = (c.clone(), metrics.clone(), stop.clone());
+            std::thread::spawn(move || processor::run(&c, stop, metrics))
+        })
+        .collect();
     wait_until(Duration::from_secs(120), "first record consumed", || {
         metrics.records_consumed.get() > 0
     });
     let start = Instant::now();
-    wait_until(Duration::from_secs(900), "every event stored", || {
+    wait_until(Duration::from_secs(900), "every event written", || {
         metrics.events_written.get() >= n
+    });
+    let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
+    wait_until(Duration::from_secs(900), "every event stored", || {
+        let stored: u64 = conn
+            .query_first("SELECT COUNT(*) FROM event_ledger")
+            .unwrap()
+            .unwrap();
+        stored >= n
     });
     let rate = n as f64 / start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    thread.join().unwrap().unwrap();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
     (rate, metrics)
 }
 
@@ -136,7 +154,11 @@ fn main() {
     let produced = producer_limit(&c, &events);
     let read = consumer_limit(&c, events.len());
     let db_limit = mariadb_limit(&c.mysql, &events);
-    let (rate, m) = processor_rate(&c, n);
+    let processes: usize = std::env::var("KTK_BENCH_PROCESSORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let (rate, m) = processor_rate(&c, n, processes);
     let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
     let ledger: u64 = conn
         .query_first("SELECT COUNT(*) FROM event_ledger")
@@ -157,8 +179,10 @@ fn main() {
         100.0 * rate / read
     );
     println!(
-        "  batches of up to {} records",
-        c.processor.batch_max_records
+        "  {processes} processor(s) in the group; batches of up to {} records; records consumed {} for {n} events; batches discarded by rebalances {}",
+        c.processor.batch_max_records,
+        m.records_consumed.get(),
+        m.rebalances.get()
     );
     println!(
         "  transactions {}, p50/p99 {:.1}/{:.1} ms, mean batch {:.0} events",
