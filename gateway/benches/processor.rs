@@ -17,7 +17,8 @@
 //! `KTK_BENCH_TANSU=memory` uses Tansu's memory engine (not durable, cheap
 //! reads) to show the processor without the durable broker's CPU.
 //! `KTK_BENCH_PROCESSORS=N` runs N processors in one consumer group (each
-//! its own member, consumer and connection), as N `gateway process` would.
+//! its own member, consumer and connection), as N `gateway process` would,
+//! started 3 s apart (the group rebalances under load).
 //! The processor's time ends when the ledger holds every event, so records
 //! replayed after a rebalance are not counted twice.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
@@ -83,10 +84,15 @@ fn consumer_limit(c: &Config, n: usize) -> f64 {
 fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMetrics>) {
     let metrics = Arc::new(ProcessorMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
+    // Started 3 s apart: the group rebalances while the first is busy, as
+    // when a processor is added under load.
     let threads: Vec<_> = (0..processes)
-        .map(|_| {
+        .map(|i| {
             let (c, metrics, stop) = (c.clone(), metrics.clone(), stop.clone());
-            std::thread::spawn(move || processor::run(&c, stop, metrics))
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(3 * i as u64));
+                processor::run(&c, stop, metrics)
+            })
         })
         .collect();
     wait_until(Duration::from_secs(120), "first record consumed", || {
@@ -158,6 +164,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    assert!(
+        !(memory_broker && processes > 1),
+        "KTK_BENCH_TANSU=memory with several processors loses records: Tansu 0.6's memory \
+         engine answers a fetch that starts inside a record batch from the next batch, and \
+         after a rebalance a member resumes at a committed offset inside one"
+    );
     let (rate, m) = processor_rate(&c, n, processes);
     let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
     let ledger: u64 = conn

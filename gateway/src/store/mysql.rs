@@ -208,7 +208,14 @@ impl Storage for MysqlStore {
         let mut tx = self.conn.start_transaction(TxOpts::default())?;
         // 1. Lock the batch's kiosks' progress rows (creating missing ones),
         //    in key order, so processors writing the same kiosk take turns
-        //    and never deadlock on these rows.
+        //    and never deadlock on these rows. Taking turns from the first
+        //    statement also means two transactions that could store the
+        //    same event (a partition handed from one member to another
+        //    replays what its old owner had not committed offsets for)
+        //    never overlap, so the ledger's verdict of what is new, which
+        //    the progress count trusts, and a new arrival's recount never
+        //    race another writer. Locking only at the end, to let writers
+        //    overlap, was tried and measured no faster here (BENCHMARKS.md).
         let kiosks: BTreeSet<(&str, &str)> = plan
             .events()
             .map(|e| (e.identity.site_id.as_str(), e.identity.kiosk_id.as_str()))
