@@ -99,16 +99,13 @@ fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMe
         metrics.records_consumed.get() > 0
     });
     let start = Instant::now();
+    // The counter first: counting the ledger all along would load MariaDB.
     wait_until(Duration::from_secs(900), "every event written", || {
         metrics.events_written.get() >= n
     });
     let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
     wait_until(Duration::from_secs(900), "every event stored", || {
-        let stored: u64 = conn
-            .query_first("SELECT COUNT(*) FROM event_ledger")
-            .unwrap()
-            .unwrap();
-        stored >= n
+        ledger_rows(&mut conn) >= n
     });
     let rate = n as f64 / start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
@@ -116,6 +113,12 @@ fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMe
         t.join().unwrap().unwrap();
     }
     (rate, metrics)
+}
+
+fn ledger_rows(conn: &mut Conn) -> u64 {
+    conn.query_first("SELECT COUNT(*) FROM event_ledger")
+        .unwrap()
+        .unwrap()
 }
 
 fn main() {
@@ -130,6 +133,16 @@ fn main() {
     // KTK_BENCH_TANSU=memory: a broker whose reads cost little CPU, to see
     // the processor and MariaDB without the durable broker on the same cores.
     let memory_broker = std::env::var("KTK_BENCH_TANSU").as_deref() == Ok("memory");
+    let processes: usize = std::env::var("KTK_BENCH_PROCESSORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    assert!(
+        !(memory_broker && processes > 1),
+        "KTK_BENCH_TANSU=memory with several processors loses records: Tansu 0.6's memory \
+         engine answers a fetch that starts inside a record batch from the next batch, and \
+         after a rebalance a member resumes at a committed offset inside one"
+    );
     let tansu = if memory_broker {
         Tansu::start_with(&dir, "memory://tansu/")
     } else {
@@ -160,23 +173,9 @@ fn main() {
     let produced = producer_limit(&c, &events);
     let read = consumer_limit(&c, events.len());
     let db_limit = mariadb_limit(&c.mysql, &events);
-    let processes: usize = std::env::var("KTK_BENCH_PROCESSORS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    assert!(
-        !(memory_broker && processes > 1),
-        "KTK_BENCH_TANSU=memory with several processors loses records: Tansu 0.6's memory \
-         engine answers a fetch that starts inside a record batch from the next batch, and \
-         after a rebalance a member resumes at a committed offset inside one"
-    );
     let (rate, m) = processor_rate(&c, n, processes);
     let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
-    let ledger: u64 = conn
-        .query_first("SELECT COUNT(*) FROM event_ledger")
-        .unwrap()
-        .unwrap();
-    assert_eq!(ledger, n, "every event stored once");
+    assert_eq!(ledger_rows(&mut conn), n, "every event stored once");
     println!(
         "{n} events from {} kiosks (Tansu {}, {mariadb_kind})",
         common::KIOSKS,
