@@ -80,8 +80,9 @@ fn consumer_limit(c: &Config, n: usize) -> f64 {
 
 /// The real processor, from the first record consumed to the last event
 /// stored (counted in the ledger, so a batch replayed after a rebalance is
-/// not counted twice).
-fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMetrics>) {
+/// not counted twice). Returns the rate, the metrics and the ledger's rows
+/// once the processors have stopped.
+fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMetrics>, u64) {
     let metrics = Arc::new(ProcessorMetrics::default());
     let stop = Arc::new(AtomicBool::new(false));
     // Started 3 s apart: the group rebalances while the first is busy, as
@@ -112,7 +113,7 @@ fn processor_rate(c: &Config, n: u64, processes: usize) -> (f64, Arc<ProcessorMe
     for t in threads {
         t.join().unwrap().unwrap();
     }
-    (rate, metrics)
+    (rate, metrics, ledger_rows(&mut conn))
 }
 
 fn ledger_rows(conn: &mut Conn) -> u64 {
@@ -133,10 +134,7 @@ fn main() {
     // KTK_BENCH_TANSU=memory: a broker whose reads cost little CPU, to see
     // the processor and MariaDB without the durable broker on the same cores.
     let memory_broker = std::env::var("KTK_BENCH_TANSU").as_deref() == Ok("memory");
-    let processes: usize = std::env::var("KTK_BENCH_PROCESSORS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let processes: usize = common::env_number("KTK_BENCH_PROCESSORS", 1);
     assert!(
         !(memory_broker && processes > 1),
         "KTK_BENCH_TANSU=memory with several processors loses records: Tansu 0.6's memory \
@@ -173,9 +171,8 @@ fn main() {
     let produced = producer_limit(&c, &events);
     let read = consumer_limit(&c, events.len());
     let db_limit = mariadb_limit(&c.mysql, &events);
-    let (rate, m) = processor_rate(&c, n, processes);
-    let mut conn = Conn::new(gateway::store::mysql::opts(&c.mysql, true)).unwrap();
-    assert_eq!(ledger_rows(&mut conn), n, "every event stored once");
+    let (rate, m, stored) = processor_rate(&c, n, processes);
+    assert_eq!(stored, n, "every event stored once");
     println!(
         "{n} events from {} kiosks (Tansu {}, {mariadb_kind})",
         common::KIOSKS,

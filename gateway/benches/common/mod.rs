@@ -18,12 +18,15 @@ pub fn bench_events(default: u64) -> Option<u64> {
     if std::env::args().any(|a| a == "--list") {
         return None;
     }
-    Some(
-        std::env::var("KTK_BENCH_EVENTS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default),
-    )
+    Some(env_number("KTK_BENCH_EVENTS", default))
+}
+
+/// The number in environment variable `name`, or `default`.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Kiosks in the benchmarks' site.
